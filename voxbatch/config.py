@@ -1,0 +1,360 @@
+"""Settings: defaults < TOML file < VOXBATCH_* environment < command-line flags.
+
+One `Settings` object is built here and passed down; nothing else reads the environment
+for configuration. Unknown keys anywhere are errors that name the file (or variable) and key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from voxbatch.errors import ConfigError, MissingKeyError
+
+DEFAULT_BASE_URL = "https://api.mistral.ai"
+OutputFormat = Literal["txt", "srt", "vtt", "json"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
+ENV_PREFIX = "VOXBATCH_"
+# Variables that steer where configuration comes from rather than being settings themselves.
+_ENV_META = frozenset({"VOXBATCH_CONFIG"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MistralSettings(_Strict):
+    base_url: str = DEFAULT_BASE_URL
+    api_key_file: Path | None = None
+    transcription_model: str = "voxtral-mini-transcribe-realtime-2602"
+    target_streaming_delay_ms: int = Field(default=480, ge=80, le=2400)
+    chat_model: str = "mistral-small-latest"
+    tts_model: str = "voxtral-mini-tts-2603"
+    connect_timeout_s: float = Field(default=20.0, gt=0)
+    # No event and no send progress for this long means the server is stuck.
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class DaemonSettings(_Strict):
+    concurrency: int = Field(default=4, ge=1, le=64)
+    pace: float = Field(default=0.0, ge=0)
+    stable_seconds: float = Field(default=5.0, ge=0)
+    rescan_seconds: float = Field(default=60.0, gt=0)
+    watch_mode: Literal["auto", "inotify", "poll"] = "auto"
+    drain_seconds: float = Field(default=120.0, ge=0)
+    # Attempts within one run, with exponential backoff and full jitter between them.
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_initial_s: float = Field(default=1.0, ge=0)
+    retry_max_s: float = Field(default=60.0, ge=0)
+    lease_seconds: float = Field(default=60.0, ge=5)
+
+
+class InboxProfile(_Strict):
+    path: Path = Path("inbox")
+    language: str | None = None
+    context_bias: tuple[str, ...] = ()
+    diarize: bool = False
+    outputs: tuple[OutputFormat, ...] = OUTPUT_FORMATS
+    recursive: bool = True
+    summary: bool = False
+    summary_prompt: str = "Summarise this transcript in five sentences."
+    voice_id: str = ""
+    ref_audio: Path | None = None
+    speech_format: Literal["mp3", "wav", "flac", "opus", "pcm"] = "mp3"
+
+    @field_validator("language")
+    @classmethod
+    def _lang(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not (len(v) == 2 and v.isalpha()):
+            raise ValueError("must be an ISO 639-1 code such as 'en' or 'fr'")
+        return v.lower()
+
+    @field_validator("context_bias", "outputs", mode="before")
+    @classmethod
+    def _csv(cls, v: Any) -> Any:
+        return _split_list(v)
+
+
+class BudgetSettings(_Strict):
+    daily_usd: Decimal = Field(default=Decimal(0), ge=0)
+    monthly_usd: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class ModelPrice(_Strict):
+    per_audio_minute: Decimal | None = Field(default=None, ge=0)
+    per_million_chars: Decimal | None = Field(default=None, ge=0)
+    per_million_input_tokens: Decimal | None = Field(default=None, ge=0)
+    per_million_output_tokens: Decimal | None = Field(default=None, ge=0)
+
+
+class PriceTable(_Strict):
+    """Dated USD prices; each cost row records which entry it used."""
+
+    effective: date = date(2026, 8, 11)
+    models: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        # The TOML form is flat: `effective = ...` beside one inline table per model.
+        if isinstance(data, Mapping) and "models" not in data:
+            data = dict(data)
+            effective = data.pop("effective", date(2026, 8, 11))
+            return {"effective": effective, "models": data}
+        return data
+
+
+DEFAULT_PRICES: dict[str, Any] = {
+    "effective": "2026-08-11",
+    "voxtral-mini-transcribe-realtime-2602": {"per_audio_minute": "0.006"},
+    "voxtral-mini-transcribe-realtime-latest": {"per_audio_minute": "0.006"},
+    "voxtral-mini-2602": {"per_audio_minute": "0.003"},
+    "voxtral-mini-tts-2603": {"per_million_chars": "16.0"},
+    "voxtral-mini-tts-latest": {"per_million_chars": "16.0"},
+    "mistral-small-latest": {
+        "per_million_input_tokens": "0.15",
+        "per_million_output_tokens": "0.60",
+    },
+    "mistral-small-2603": {"per_million_input_tokens": "0.15", "per_million_output_tokens": "0.60"},
+    "mistral-small-2506": {"per_million_input_tokens": "0.10", "per_million_output_tokens": "0.30"},
+}
+
+
+class Settings(_Strict):
+    home: Path
+    database: Path | None = None
+    ffmpeg: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    mistral: MistralSettings = MistralSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    inbox: tuple[InboxProfile, ...] = (InboxProfile(),)
+    budget: BudgetSettings = BudgetSettings()
+    prices: PriceTable = PriceTable.model_validate(DEFAULT_PRICES)
+    # Where the settings came from, for `config show` and error messages.
+    config_file: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.database if self.database is not None else self.home / "voxbatch.db"
+
+    def folder(self, name: str) -> Path:
+        """outbox, done, failed, quarantine, work: fixed names under home."""
+        return self.home / name
+
+    def inbox_dir(self, profile: InboxProfile) -> Path:
+        return profile.path if profile.path.is_absolute() else self.home / profile.path
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        """The Mistral key: MISTRAL_API_KEY, else api_key_file, else the systemd credential."""
+        env = os.environ if environ is None else environ
+        key = env.get("MISTRAL_API_KEY", "").strip()
+        if key:
+            return key
+        candidates: list[Path] = []
+        if self.mistral.api_key_file is not None:
+            candidates.append(self.mistral.api_key_file)
+        if env.get("CREDENTIALS_DIRECTORY"):
+            candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / "mistral_api_key")
+        for path in candidates:
+            try:
+                key = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise MissingKeyError(
+                    f"cannot read the API key file {path}: {exc.strerror}",
+                    hint="check the path and that the voxbatch user may read it",
+                ) from exc
+            if key:
+                return key
+        raise MissingKeyError(
+            "no Mistral API key: set MISTRAL_API_KEY, mistral.api_key_file, "
+            "or a systemd credential named mistral_api_key",
+            hint="to try voxbatch without a key run `voxbatch demo`",
+        )
+
+
+def _split_list(v: Any) -> Any:
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return v
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    if environ.get("VOXBATCH_HOME"):
+        return Path(environ["VOXBATCH_HOME"]).expanduser()
+    if environ.get("STATE_DIRECTORY"):
+        # systemd may pass several, colon-separated: the first is ours.
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    return Path.home() / ".local" / "share" / "voxbatch"
+
+
+def find_config_file(
+    explicit: Path | None, environ: Mapping[str, str], home: Path
+) -> tuple[Path | None, bool]:
+    """(path, must_exist). An explicitly named file must exist; discovered ones may not."""
+    if explicit is not None:
+        return explicit, True
+    if environ.get("VOXBATCH_CONFIG"):
+        return Path(environ["VOXBATCH_CONFIG"]), True
+    for candidate in (home / "voxbatch.toml", Path("/etc/voxbatch/voxbatch.toml")):
+        if candidate.is_file():
+            return candidate, False
+    return None, False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+_ENV_SECTIONS: dict[str, type[BaseModel]] = {"mistral": MistralSettings, "daemon": DaemonSettings, "budget": BudgetSettings}
+_TOP_LEVEL = {"home", "database", "ffmpeg", "log_level"}
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """VOXBATCH_SECTION__KEY=value (and VOXBATCH_KEY for top-level keys).
+
+    The first inbox can be tuned with VOXBATCH_INBOX__KEY; unknown names are errors
+    so a typo never silently does nothing.
+    """
+    layer: dict[str, Any] = {}
+    inbox: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _ENV_META:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if "__" in rest:
+            section, key = rest.split("__", 1)
+            if section == "inbox" and key in InboxProfile.model_fields:
+                inbox[key] = value
+                continue
+            model = _ENV_SECTIONS.get(section)
+            if model is None or key not in model.model_fields:
+                raise ConfigError(f"environment variable {name}: unknown setting {section}.{key}")
+            layer.setdefault(section, {})[key] = value
+        elif rest in _TOP_LEVEL:
+            layer[rest] = value
+        else:
+            raise ConfigError(f"environment variable {name}: unknown setting {rest}")
+    if inbox:
+        layer["_inbox0"] = inbox
+    return layer
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {key}")
+        else:
+            lines.append(f"{source}: {key}: {err['msg']}")
+    return ConfigError("; ".join(lines))
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the one Settings object. `overrides` are command-line flags (nested dicts)."""
+    env = os.environ if environ is None else environ
+    env_layer = _env_layer(env)
+    home = default_home(env)
+    path, must_exist = find_config_file(config_file, env, home)
+
+    data: dict[str, Any] = {"home": str(home)}
+    if path is not None and (must_exist or path.exists()):
+        file_data = _read_toml(path)
+        if "api_key" in file_data.get("mistral", {}):
+            raise ConfigError(
+                f"{path}: mistral.api_key is not read from config files",
+                hint="use MISTRAL_API_KEY, mistral.api_key_file or a systemd credential",
+            )
+        if "prices" in file_data:
+            file_data["prices"] = _merge(DEFAULT_PRICES, file_data["prices"])
+        try:
+            Settings.model_validate({**data, **file_data})
+        except ValidationError as exc:
+            raise _describe(exc, str(path)) from exc
+        data = _merge(data, file_data)
+        data["config_file"] = str(path)
+
+    inbox0 = env_layer.pop("_inbox0", None)
+    data = _merge(data, env_layer)
+    if env.get("MISTRAL_BASE_URL"):
+        data = _merge(data, {"mistral": {"base_url": env["MISTRAL_BASE_URL"]}})
+    if inbox0:
+        inboxes = list(data.get("inbox") or [{}])
+        inboxes[0] = {**dict(inboxes[0]), **inbox0}
+        data["inbox"] = inboxes
+    try:
+        Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc, "environment") from exc
+
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc, "command line") from exc
+    _check_inboxes(settings)
+    return settings
+
+
+def _check_inboxes(settings: Settings) -> None:
+    seen: set[Path] = set()
+    for profile in settings.inbox:
+        folder = settings.inbox_dir(profile)
+        if folder in seen:
+            raise ConfigError(f"inbox {folder} is configured twice")
+        seen.add(folder)
+
+
+def masked(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The effective configuration as plain data, with the key shown only as present/absent."""
+    data = settings.model_dump(mode="json")
+    try:
+        settings.api_key(environ)
+        data["mistral"]["api_key"] = "*** (set)"
+    except MissingKeyError:
+        data["mistral"]["api_key"] = None
+    return data

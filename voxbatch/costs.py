@@ -1,0 +1,67 @@
+"""Prices applied to API usage. Money is Decimal from the price table to the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from voxbatch.config import ModelPrice, PriceTable
+from voxbatch.errors import ConfigError
+
+MILLION = Decimal(1_000_000)
+SIXTY = Decimal(60)
+
+
+@dataclass(frozen=True)
+class Charge:
+    cost_usd: Decimal
+    price_basis: str
+
+
+def _price(prices: PriceTable, model: str) -> ModelPrice:
+    try:
+        return prices.models[model]
+    except KeyError:
+        raise ConfigError(
+            f"no price for model {model!r} in the price table",
+            hint=f'add [prices] "{model}" = {{ ... }} to the configuration',
+        ) from None
+
+
+def _basis(prices: PriceTable, model: str, rate: str) -> str:
+    return f"{model} {rate} (prices effective {prices.effective.isoformat()})"
+
+
+def stt_charge(prices: PriceTable, model: str, audio_seconds: Decimal | int) -> Charge:
+    rate = _price(prices, model).per_audio_minute
+    if rate is None:
+        raise ConfigError(f"price table entry {model!r} has no per_audio_minute")
+    cost = Decimal(audio_seconds) * rate / SIXTY
+    return Charge(cost, _basis(prices, model, f"${rate}/audio minute"))
+
+
+def chat_charge(prices: PriceTable, model: str, input_tokens: int, output_tokens: int) -> Charge:
+    entry = _price(prices, model)
+    if entry.per_million_input_tokens is None or entry.per_million_output_tokens is None:
+        raise ConfigError(f"price table entry {model!r} has no token prices")
+    cost = (
+        Decimal(input_tokens) * entry.per_million_input_tokens
+        + Decimal(output_tokens) * entry.per_million_output_tokens
+    ) / MILLION
+    rate = (
+        f"${entry.per_million_input_tokens}/M input tokens, "
+        f"${entry.per_million_output_tokens}/M output tokens"
+    )
+    return Charge(cost, _basis(prices, model, rate))
+
+
+def tts_charge(prices: PriceTable, model: str, characters: int) -> Charge:
+    rate = _price(prices, model).per_million_chars
+    if rate is None:
+        raise ConfigError(f"price table entry {model!r} has no per_million_chars")
+    return Charge(Decimal(characters) * rate / MILLION, _basis(prices, model, f"${rate}/M chars"))
+
+
+def format_usd(amount: Decimal) -> str:
+    """Six decimals: the micro-dollar is the unit people reconcile against."""
+    return f"${amount.quantize(Decimal('0.000001'))}"

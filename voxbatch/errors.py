@@ -1,0 +1,88 @@
+"""One exception root for everything voxbatch raises, and the one place that decides retries."""
+
+from __future__ import annotations
+
+
+class VoxbatchError(Exception):
+    """Root of every error voxbatch raises on purpose.
+
+    `hint` says what the user can do about it; it ends up in error files and CLI output.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(VoxbatchError):
+    """Invalid or missing configuration (exit code 2)."""
+
+
+class MissingKeyError(ConfigError):
+    """No Mistral API key could be found."""
+
+
+class DatabaseError(VoxbatchError):
+    """The database cannot be opened, migrated or written."""
+
+
+class InputError(VoxbatchError):
+    """The input file itself is unusable: retrying will not help."""
+
+
+class NotAudioError(InputError):
+    """ffmpeg cannot read an audio stream from the file."""
+
+
+class ConversionError(VoxbatchError):
+    """ffmpeg failed or timed out while converting a file that probed fine."""
+
+
+class ProviderError(VoxbatchError):
+    """A call to Mistral (or the emulator) failed.
+
+    `status` is the HTTP status or realtime error code when known; `retry_after` is the
+    server's Retry-After in seconds when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class AuthError(ProviderError):
+    """The key was refused (401/403): no retry until the key changes."""
+
+
+class StreamIncompleteError(ProviderError):
+    """The realtime stream ended, dropped or went silent before `transcription.done`."""
+
+
+class JobNotFoundError(VoxbatchError):
+    """No job matches the id or hash prefix given."""
+
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The single rule for whether an attempt may be repeated."""
+    if isinstance(exc, VoxbatchError):
+        return exc.retryable
+    return isinstance(exc, (ConnectionError, TimeoutError))
