@@ -1,0 +1,194 @@
+"""SQLModel tables: what voxbatch remembers about jobs, transcripts, API calls and decisions.
+
+The schema in a real database comes from the recorded migrations in `migrations.py`; a test
+checks that a freshly migrated database matches what these classes declare.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stored as naive UTC, always returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use voxbatch.models.utcnow()")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class DecimalText(sa.types.TypeDecorator[Decimal]):
+    """Money as exact decimal text: never a float anywhere between price table and report."""
+
+    impl = sa.String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money must be Decimal, not float")
+        return str(Decimal(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    claimed = "claimed"
+    converting = "converting"
+    streaming = "streaming"
+    transcribed = "transcribed"
+    summarizing = "summarizing"
+    done = "done"
+    failed = "failed"
+    needs_review = "needs_review"
+
+
+TERMINAL_STATES = frozenset({JobState.done, JobState.failed, JobState.needs_review})
+
+
+class CallKind(StrEnum):
+    stt = "stt"
+    chat = "chat"
+    tts = "tts"
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Job(SQLModel, table=True):
+    """One input file's journey. Copies of the same audio are jobs too (`duplicate_of`)."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        # At most one job per content hash may pay for a transcription; failed ones step aside.
+        sa.Index(
+            "ux_job_primary_hash",
+            "content_sha256",
+            unique=True,
+            sqlite_where=sa.text("duplicate_of IS NULL AND state != 'failed'"),
+            postgresql_where=sa.text("duplicate_of IS NULL AND state != 'failed'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    content_sha256: str = Field(index=True, max_length=64)
+    duplicate_of: int | None = Field(default=None, foreign_key="job.id")
+    source_path: str
+    source_name: str
+    inbox: str | None = Field(default=None, index=True)
+    size_bytes: int
+    state: str = Field(default=JobState.queued, index=True, max_length=20)
+    stage: str | None = Field(default=None, max_length=20)
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _ts()
+    not_before: datetime | None = _ts()
+    error_class: str | None = None
+    error_message: str | None = None
+    audio_seconds: float | None = None
+    language: str | None = Field(default=None, max_length=16)
+    output_dir: str | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
+class Transcript(SQLModel, table=True):
+    """The text bought for one content hash; shared by every job with that audio."""
+
+    __tablename__ = "transcript"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    content_sha256: str = Field(unique=True, max_length=64)
+    model: str
+    text: str
+    language: str | None = Field(default=None, max_length=16)
+    audio_seconds: float | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Segment(SQLModel, table=True):
+    """A timed piece of a transcript. Times are seconds from the start of the whole file,
+    so that parts transcribed separately can later be stitched without rewriting them."""
+
+    __tablename__ = "segment"
+    __table_args__ = (sa.UniqueConstraint("transcript_id", "idx", name="uq_segment_idx"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    transcript_id: int = Field(foreign_key="transcript.id", index=True)
+    idx: int
+    part: int = 0
+    start: float | None = None
+    end: float | None = None
+    text: str
+    speaker: str | None = None
+
+
+class ApiCall(SQLModel, table=True):
+    """One row per attempt of every paid call, failed attempts included."""
+
+    __tablename__ = "api_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True)
+    kind: str = Field(max_length=8, index=True)
+    model: str
+    request_id: str | None = None
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
+    finished_at: datetime | None = _ts()
+    outcome: str = Field(default="started", max_length=40)
+    error_detail: str | None = None
+    audio_seconds: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    characters: int | None = None
+    cost_usd: Decimal | None = Field(default=None, sa_column=sa.Column(DecimalText()))
+    price_basis: str | None = None
+    estimated: bool = False
+
+
+class Event(SQLModel, table=True):
+    """Every decision voxbatch makes about a job or a path: the history `why` and `show` print."""
+
+    __tablename__ = "event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="job.id", index=True)
+    path: str | None = Field(default=None, index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+    kind: str = Field(max_length=40)
+    detail: str = ""
