@@ -1,0 +1,66 @@
+"""Result files: formats, times, naming and atomic writes."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pysubs2
+
+from voxbatch.outputs import TimedText, TranscriptDocument, render, write_outputs
+
+
+def doc(job_id: int = 1, name: str = "talk.mp3") -> TranscriptDocument:
+    return TranscriptDocument(
+        job_id=job_id,
+        source_name=name,
+        content_sha256="ab" * 32,
+        text=" hello world again",
+        language="en",
+        model="voxtral-mini-transcribe-realtime-2602",
+        duration_seconds=4.0,
+        cost_usd=Decimal("0.0004"),
+        segments=(
+            TimedText(0.5, 1.25, " hello world"),
+            TimedText(None, None, " again"),
+            TimedText(2.0, 3.5, ' <b>&</b> "quoted"', speaker="1"),
+        ),
+    )
+
+
+def test_srt_and_vtt_parse_back_with_rising_times() -> None:
+    for fmt in ("srt", "vtt"):
+        subs = pysubs2.SSAFile.from_string(render(doc(), fmt))
+        starts = [e.start for e in subs]
+        assert starts == sorted(starts) and len(subs) == 3
+        assert subs[0].start == 500 and subs[0].end == 1250
+        assert all(e.end > e.start for e in subs)
+        assert "[1]" in subs[2].plaintext
+
+
+def test_json_has_stable_keys_and_exact_cost() -> None:
+    data = json.loads(render(doc(), "json"))
+    assert set(data) >= {"text", "language", "segments", "model", "duration_seconds", "cost_usd"}
+    assert data["cost_usd"] == "0.0004"
+    assert data["segments"][0] == {
+        "start": 0.5,
+        "end": 1.25,
+        "text": " hello world",
+        "speaker": None,
+    }
+
+
+def test_outputs_never_overwrite_another_jobs_results(tmp_path: Path) -> None:
+    first = write_outputs(doc(1), tmp_path, ["txt", "json"])
+    second = write_outputs(doc(2), tmp_path, ["txt", "json"])
+    again = write_outputs(doc(1), tmp_path, ["txt", "json"])
+    assert [p.name for p in first] == ["talk.txt", "talk.json"]
+    assert [p.name for p in second] == ["talk-2.txt", "talk-2.json"]
+    assert again == first  # the same job may refresh its own files
+    assert json.loads((tmp_path / "talk.json").read_text())["job_id"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_txt_is_plain_text() -> None:
+    assert render(doc(), "txt") == "hello world again\n"
