@@ -1,0 +1,138 @@
+"""The command line as users meet it: help, exit codes, config, the emulator in its own process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from tests.conftest import Cli
+from voxbatch.cli import main
+from voxbatch.pipeline import FileOutcome
+from voxbatch.progress import StderrReporter
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found += all_commands(command, f"{prefix}{name} ")
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), all_commands(main))
+def test_every_command_has_help_and_is_documented(name: str, command: click.Command) -> None:
+    assert command.help, f"{name} has no help text"
+    assert f"voxbatch {name}" in README.read_text(), f"README does not document {name}"
+
+
+def test_missing_key_is_a_configuration_error(tmp_path: Path) -> None:
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"x")
+    result = Cli({})("process", str(clip), ok=False)
+    assert result.exit_code == 2
+    assert "no Mistral API key" in result.stderr and "voxbatch demo" in result.stderr
+
+
+def test_bad_config_file_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text("[daemon]\nworkers = 3\n")
+    result = Cli({})("--config", str(cfg), "jobs", ok=False)
+    assert result.exit_code == 2
+    assert str(cfg) in result.stderr and "daemon.workers" in result.stderr
+
+
+def test_config_show_masks_the_key(tmp_path: Path) -> None:
+    cli = Cli({"MISTRAL_API_KEY": "sk-abcdefghijklmnop", "VOXBATCH_DAEMON__CONCURRENCY": "3"})
+    data = cli.json("config", "show")
+    assert data["daemon"]["concurrency"] == 3
+    assert data["mistral"]["api_key"] == "*** (set)"
+    text = cli("config", "show").stdout
+    assert "daemon.concurrency = 3" in text and "sk-abcdefghijklmnop" not in text
+
+
+def test_export_and_show_unknown_job(cli: Cli) -> None:
+    result = cli("export", "42", ok=False)
+    assert result.exit_code == 1 and "no job with id 42" in result.stderr
+    result = cli("show", "zz", ok=False)
+    assert "neither a job id" in result.stderr
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    reporter = StderrReporter(2, stream=stream)
+    click_echo = click.echo
+
+    # click.echo(err=True) writes to sys.stderr: point it at our fake terminal.
+    old, sys.stderr = sys.stderr, stream
+    try:
+        reporter.started(Path("/x/a.wav"), 10.0)
+        reporter.advanced(Path("/x/a.wav"), 5.0)
+        reporter._draw(force=True)
+        reporter.finished(FileOutcome(Path("/x/a.wav"), 1, "done", audio_seconds=10.0))
+    finally:
+        sys.stderr = old
+    out = stream.getvalue()
+    assert "50.0%" in out and "[1/2] ok      a.wav → job 1" in out
+    assert click_echo is click.echo
+
+
+def test_demo_prints_jobs_and_a_transcript() -> None:
+    result = Cli({})("demo")
+    assert "done" in result.stdout and "Transcript of" in result.stdout
+    assert re.search(r"\[\s*\d+\.\d\d – \s*\d+\.\d\d\] \w+", result.stdout)
+
+
+def test_emulator_in_its_own_process_then_process_search_costs(
+    tmp_path: Path, samples: list[Path], isolated_env: Path
+) -> None:
+    """The README's trial: `voxbatch emulator` in one shell, `voxbatch process` in another."""
+    env = {**os.environ}
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "voxbatch", "emulator", "--port", "0"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert emulator.stderr is not None
+        url = re.search(r"http://\S+", emulator.stderr.readline())
+        assert url, "emulator did not announce its address"
+        env |= {"MISTRAL_BASE_URL": url.group(0), "MISTRAL_API_KEY": "x"}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "voxbatch", *args], env=env, capture_output=True,
+                text=True, timeout=120,
+            )  # fmt: skip
+
+        done = run("process", *map(str, samples), "--json")
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)
+        assert all(r["state"] == "done" for r in rows)
+        word = run("show", str(rows[0]["job_id"]), "--json")
+        text = json.loads(word.stdout)["transcript"]["text"].split()
+        hits = json.loads(run("search", text[0], "--json").stdout)
+        assert rows[0]["job_id"] in [h["job_id"] for h in hits]
+        again = json.loads(run("process", *map(str, samples), "--json").stdout)
+        assert all(r["duplicate_of"] for r in again)
+        costs = json.loads(run("costs", "--json").stdout)
+        assert costs["rows"][0]["calls"] == len(samples)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+        assert emulator.stderr is not None
+        emulator.stderr.close()
+    assert emulator.returncode == 0

@@ -1,0 +1,283 @@
+"""`voxbatch process` end to end: real ffmpeg, the real SDK, the emulator, the database, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pysubs2
+import pytest
+
+from tests.conftest import Cli, cli_for
+from tests.media import hostile_set, tone_bursts
+from voxbatch.audio import stream_pcm
+from voxbatch.emulator import Emulator, Segment, recognize
+from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.pipeline import display_path
+
+KEY = "test-key-0123456789"
+
+
+@dataclass
+class Expected:
+    text: str
+    segments: tuple[Segment, ...]
+    audio_seconds: float
+
+
+def expected_recognition(path: Path) -> Expected:
+    """What the emulator must answer for this file, computed from our own conversion."""
+
+    async def collect() -> bytes:
+        return b"".join([c async for c in stream_pcm(path, ffmpeg=find_ffmpeg())])
+
+    pcm = asyncio.run(collect())
+    got = recognize(pcm)
+    return Expected(got.text, got.segments, len(pcm) / 32_000)
+
+
+def db_rows(home: Path, query: str) -> list[tuple]:  # type: ignore[type-arg]
+    with sqlite3.connect(home / "voxbatch.db") as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_samples_are_transcribed_exactly(
+    cli: Cli, emulator: Emulator, samples: list[Path], isolated_env: Path
+) -> None:
+    rows = cli.json("process", *map(str, samples))
+    assert [r["state"] for r in rows] == ["done"] * len(samples)
+    assert len(emulator.records.sessions) == len(samples)
+    for row, clip in zip(rows, samples, strict=True):
+        expected = expected_recognition(clip)
+        shown = cli.json("show", str(row["job_id"]))
+        assert shown["transcript"]["text"] == expected.text
+        assert expected.text.strip(), f"{clip.name} should contain voiced audio"
+        times = [(s["start"], s["end"]) for s in shown["transcript"]["segments"]]
+        assert times == [(s.start, s.end) for s in expected.segments]
+        assert row["audio_seconds"] == pytest.approx(expected.audio_seconds, abs=0.001)
+        assert {Path(p).suffix for p in row["outputs"]} == {".txt", ".srt", ".vtt", ".json"}
+        outbox = isolated_env / "outbox"
+        assert (outbox / f"{clip.stem}.txt").read_text().strip() == expected.text.strip()
+    # Every chunk the SDK sent respected the protocol limit.
+    assert max(s.max_chunk_bytes for s in emulator.records.sessions) <= 262_144
+
+
+def test_export_srt_times_rise_and_match_audio(
+    cli: Cli, samples: list[Path], tmp_path: Path
+) -> None:
+    clip = samples[0]
+    [row] = cli.json("process", str(clip))
+    srt = cli("export", str(row["job_id"]), "--format", "srt").stdout
+    subs = pysubs2.SSAFile.from_string(srt)
+    expected = expected_recognition(clip)
+    assert [(e.start, e.end) for e in subs] == [
+        (round(s.start * 1000), round(s.end * 1000)) for s in expected.segments
+    ]
+    assert all(a.end <= b.start for a, b in itertools.pairwise(subs))
+    assert subs[-1].end <= row["audio_seconds"] * 1000 + 1
+    out = tmp_path / "x.vtt"
+    cli(
+        "export",
+        row["content_sha256"][:10] if "content_sha256" in row else str(row["job_id"]),
+        "--format",
+        "vtt",
+        "-o",
+        str(out),
+    )
+    assert out.read_text().startswith("WEBVTT")
+
+
+def test_search_finds_the_job_with_a_snippet(cli: Cli, samples: list[Path]) -> None:
+    rows = cli.json("process", *map(str, samples[:2]))
+    text = cli.json("show", str(rows[1]["job_id"]))["transcript"]["text"]
+    word = text.split()[len(text.split()) // 2]
+    hits = cli.json("search", word)
+    assert rows[1]["job_id"] in [h["job_id"] for h in hits]
+    assert any(f"[{word}]" in h["snippet"] for h in hits)
+    assert cli.json("search", "zzzznotaword") == []
+    # Hostile query syntax is searched for, never a crash.
+    assert cli("search", 'AND("', "--json").exit_code == 0
+
+
+def test_same_audio_twice_costs_one_transcription(
+    cli: Cli, emulator: Emulator, samples: list[Path], tmp_path: Path, isolated_env: Path
+) -> None:
+    first = cli.json("process", *map(str, samples))
+    sessions = len(emulator.records.sessions)
+    copy = tmp_path / "renamed copy.wav"
+    copy.write_bytes(samples[0].read_bytes())
+    again = cli.json("process", *map(str, samples), str(copy), "--out", str(tmp_path / "out2"))
+    assert len(emulator.records.sessions) == sessions  # no new transcription call
+    assert all(r["state"] == "done" for r in again)
+    by_first = {r["file"]: r["job_id"] for r in first}
+    for row in again[:-1]:
+        assert row["duplicate_of"] == by_first[row["file"]]
+        assert row["cost_usd"] == "0"
+        assert len(row["outputs"]) == 4 and all(Path(p).exists() for p in row["outputs"])
+    assert again[-1]["duplicate_of"] == first[0]["job_id"]
+    # One transcript per content hash; stt calls only for the first run.
+    assert db_rows(isolated_env, "SELECT count(*) FROM transcript") == [(len(samples),)]
+    assert db_rows(isolated_env, "SELECT count(*) FROM api_call") == [(len(samples),)]
+    history = cli.json("show", str(again[-1]["job_id"]))["history"]
+    assert any("same audio as job" in h["detail"] for h in history)
+
+
+def test_costs_match_the_api_call_rows(
+    cli: Cli, emulator: Emulator, samples: list[Path], isolated_env: Path
+) -> None:
+    cli.json("process", *map(str, samples))
+    report = cli.json("costs")
+    rows = db_rows(isolated_env, "SELECT cost_usd, audio_seconds, model, kind FROM api_call")
+    assert Decimal(report["total_usd"]) == sum(Decimal(r[0]) for r in rows)
+    billed = sum(math.ceil(s.total_bytes / 32_000) for s in emulator.records.sessions)
+    assert Decimal(report["total_usd"]) == Decimal(billed) * Decimal("0.006") / 60
+    [group] = report["rows"]
+    assert (group["model"], group["kind"], group["calls"]) == (
+        "voxtral-mini-transcribe-realtime-2602",
+        "stt",
+        len(samples),
+    )
+    human = cli("costs").stdout
+    assert "total: $" in human
+
+
+def test_hostile_files_among_good_ones(cli: Cli, emulator: Emulator, tmp_path: Path) -> None:
+    cases = hostile_set(tmp_path / "hostile")
+    paths = [str(p) for p, _ in cases]
+    result = cli("process", "--json", "--", *paths, ok=False)
+    assert result.exit_code == 1, result.stderr
+    rows = {r["file"]: r for r in json.loads(result.stdout)}
+    for path, should_succeed in cases:
+        row = rows[display_path(path)]
+        if should_succeed:
+            assert row["state"] == "done", (path.name, row["error"])
+            assert row["error"] is None
+        else:
+            assert row["state"] == "failed", path.name
+            assert row["error"] and "\n" not in row["error"], row
+            assert "Traceback" not in row["error"]
+    # The playlist and the concat script never made ffmpeg read the files they name.
+    good_hash_sessions = {s.sha256 for s in emulator.records.sessions}
+    assert len(good_hash_sessions) == len(emulator.records.sessions)
+    stderr_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
+    assert len(stderr_lines) == sum(1 for _, ok in cases if not ok)
+
+
+def test_missing_file_and_directory_get_clear_reasons(cli: Cli, tmp_path: Path) -> None:
+    result = cli("process", "--json", str(tmp_path / "nope.wav"), str(tmp_path), ok=False)
+    assert result.exit_code == 1
+    errors = [r["error"] for r in json.loads(result.stdout)]
+    assert "no such file" in errors[0] and "is a directory" in errors[1]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected_outcomes"),
+    [
+        ({"refuse_first": 2, "retry_after": 0}, ["http_503", "http_503", "ok"]),
+        ({"drop_after_s": 1.0, "fault_sessions": 1}, ["incomplete", "ok"]),
+        ({"close_without_done": True, "fault_sessions": 1}, ["incomplete", "ok"]),
+        ({"error_after_s": 1.0, "fault_sessions": 1}, ["error_3500", "ok"]),
+        ({"max_sessions": 1}, None),
+    ],
+)
+def test_faults_are_retried_and_every_attempt_recorded(
+    make_emulator,
+    tmp_path: Path,
+    fault: dict,
+    expected_outcomes: list[str] | None,
+    isolated_env: Path,
+) -> None:
+    emu = make_emulator(**fault)
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 3.0)
+    files = [clip]
+    if expected_outcomes is None:  # 429: two files, one session allowed at a time
+        other = tmp_path / "other.wav"
+        tone_bursts(other, 3.0, freq=660)
+        files.append(other)
+    rows = cli_for(emu).json("process", *map(str, files))
+    assert all(r["state"] == "done" for r in rows), rows
+    calls = db_rows(isolated_env, "SELECT outcome, cost_usd, estimated FROM api_call ORDER BY id")
+    if expected_outcomes is not None:
+        assert [c[0] for c in calls] == expected_outcomes
+    else:
+        assert {c[0] for c in calls} <= {"ok", "http_429"} and len(calls) >= 2
+    for outcome, cost, estimated in calls:
+        if outcome in ("http_503", "http_429"):
+            assert Decimal(cost) == 0 and not estimated  # refused before any audio
+        if outcome == "incomplete":
+            assert Decimal(cost) > 0 and estimated  # audio was sent: charged as an estimate
+
+
+def test_stall_is_detected_by_the_idle_timeout(make_emulator, tmp_path: Path) -> None:
+    emu = make_emulator(stall_after_s=0.5, fault_sessions=1)
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 2.0)
+    cli = cli_for(emu, VOXBATCH_MISTRAL__IDLE_TIMEOUT_S="1.5")
+    [row] = cli.json("process", str(clip))
+    assert row["state"] == "done"
+    calls = cli.json("show", str(row["job_id"]))["api_calls"]
+    assert [c["outcome"] for c in calls] == ["incomplete", "ok"]
+    assert "no answer" in calls[0]["error"]
+
+
+def test_bad_key_fails_fast_with_one_clear_reason(make_emulator, tmp_path: Path) -> None:
+    emu = make_emulator(api_key="the-right-key")
+    clips = []
+    for i in range(3):
+        clip = tmp_path / f"c{i}.wav"
+        tone_bursts(clip, 1.0, freq=300 + 100 * i)
+        clips.append(str(clip))
+    result = cli_for(emu).__call__("process", "--json", *clips, ok=False)
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert all("refused the API key" in r["error"] for r in rows)
+    assert len(emu.records.sessions) <= 1 or all(not s.key_matched for s in emu.records.sessions)
+    assert len(emu.records.refused) <= 3  # at most one try per file, no retries
+
+
+def test_retries_exhausted_fail_with_the_reason(make_emulator, tmp_path: Path) -> None:
+    emu = make_emulator(refuse_first=100, retry_after=0)
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 1.0)
+    result = cli_for(emu, VOXBATCH_DAEMON__RETRY_ATTEMPTS="3")(
+        "process", "--json", str(clip), ok=False
+    )
+    [row] = json.loads(result.stdout)
+    assert row["state"] == "failed" and "HTTP 503" in row["error"]
+    assert len(cli_for(emu).json("show", str(row["job_id"]))["api_calls"]) == 3
+
+
+def test_the_key_never_lands_in_logs_database_or_outputs(
+    cli: Cli, samples: list[Path], isolated_env: Path
+) -> None:
+    cli.env["VOXBATCH_LOG_LEVEL"] = "DEBUG"
+    result = cli("process", str(samples[0]))
+    result_show = cli("show", "1")
+    result_cfg = cli("config", "show")
+    for text in (result.stdout, result.stderr, result_show.stdout, result_cfg.stdout):
+        assert KEY not in text
+    for path in isolated_env.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_jobs_listing_and_filters(cli: Cli, samples: list[Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("not audio")
+    cli("process", str(samples[0]))
+    cli("process", str(bad), ok=False)
+    jobs = cli.json("jobs")
+    assert [j["state"] for j in jobs] == ["failed", "done"]
+    assert [j["id"] for j in cli.json("jobs", "--status", "failed")] == [jobs[0]["id"]]
+    assert cli.json("jobs", "--since", "1h") == jobs
+    assert cli.json("jobs", "--since", "2999-01-01") == []
+    assert "state" in cli("jobs").stdout
+    assert cli("jobs", "--since", "yesterday", ok=False).exit_code == 2
+    assert cli("show", "999", ok=False).exit_code == 1

@@ -1,0 +1,3 @@
+from voxbatch.cli import main
+
+main()

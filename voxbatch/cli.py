@@ -1,0 +1,399 @@
+"""The command line: parse, call the library, render. Data on stdout, progress on stderr.
+
+Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daemon cannot start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from voxbatch import reports, store
+from voxbatch.config import OUTPUT_FORMATS, Settings, load_settings, masked
+from voxbatch.costs import format_usd
+from voxbatch.db import Database, fts_query, open_database
+from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.render import emit, emit_json, table
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
+
+
+@dataclass
+class App:
+    """Per-invocation state: settings and database are opened on first use."""
+
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+    _db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(config_file=self.config_file, overrides=self.overrides)
+            configure_logging(self._settings.log_level)
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.settings.db_path)
+        return self._db
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # These log request headers (the API key) at DEBUG: never let them.
+    for noisy in ("websockets", "httpx", "httpx2", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, *, hint: str = "", code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+class VoxbatchGroup(click.Group):
+    """Turns voxbatch errors into one clear message and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(exc.message, hint=exc.hint, code=EXIT_USAGE)
+        except VoxbatchError as exc:
+            fail(exc.message, hint=exc.hint)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """An ISO date/time (UTC) or a span back from now: 30m, 12h, 7d."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([mhdw])", value.strip())
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO date like 2026-11-01 or a span like 7d, 12h, 30m"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(cls=VoxbatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration file (else $VOXBATCH_CONFIG, $VOXBATCH_HOME/voxbatch.toml, "
+    "/etc/voxbatch/voxbatch.toml).",
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State folder (else $VOXBATCH_HOME, $STATE_DIRECTORY, ~/.local/share/voxbatch).",
+)
+@click.version_option(package_name="voxbatch")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, home: Path | None) -> None:
+    """voxbatch: batch and watch-folder transcription with Mistral Voxtral."""
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = str(home)
+    ctx.obj = App(config_file=config_file, overrides=overrides)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the results (default: the outbox).",
+)
+@click.option("--language", help="Language hint, ISO 639-1 (e.g. en, fr).")
+@click.option("--context-bias", multiple=True, help="A word or phrase to favour (repeatable).")
+@click.option("--diarize/--no-diarize", default=None, help="Label speakers.")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(OUTPUT_FORMATS),
+    help="Output format (repeatable; default: the inbox profile's outputs).",
+)
+@json_option
+@click.pass_obj
+def process(
+    app: App,
+    files: tuple[Path, ...],
+    out_dir: Path | None,
+    language: str | None,
+    context_bias: tuple[str, ...],
+    diarize: bool | None,
+    formats: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Transcribe FILES now; the originals stay where they are. Exits 1 if any failed."""
+    from voxbatch.pipeline import Pipeline, display_path
+    from voxbatch.progress import StderrReporter
+
+    settings = app.settings
+    settings.api_key()  # no key: say so once, before any work (exit 2)
+    changes: dict[str, Any] = {}
+    if language:
+        changes["language"] = language
+    if context_bias:
+        changes["context_bias"] = context_bias
+    if diarize is not None:
+        changes["diarize"] = diarize
+    if formats:
+        changes["outputs"] = formats
+    try:
+        profile = settings.inbox[0].model_validate({**settings.inbox[0].model_dump(), **changes})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    target = out_dir if out_dir is not None else settings.folder("outbox")
+    pipeline = Pipeline(settings, app.db, reporter=StderrReporter(len(files)))
+    outcomes = asyncio.run(pipeline.process_paths(list(files), profile=profile, out_dir=target))
+    rows = [
+        {
+            "file": display_path(o.path),
+            "job_id": o.job_id,
+            "state": o.state,
+            "duplicate_of": o.duplicate_of,
+            "audio_seconds": o.audio_seconds,
+            "language": o.language,
+            "cost_usd": o.cost_usd,
+            "outputs": [str(p) for p in o.outputs],
+            "error": o.error,
+        }
+        for o in outcomes
+    ]
+    if as_json:
+        emit_json(rows)
+    else:
+        click.echo(table(rows, ["job_id", "state", "file", "audio_seconds", "cost_usd", "error"]))
+    if not all(o.ok for o in outcomes):
+        sys.exit(EXIT_FAILED)
+
+
+JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "created_at"]
+
+
+@main.command()
+@click.option("--status", "state", help="Only jobs in this state (queued, done, failed, …).")
+@click.option("--since", help="Only jobs created since (ISO date or 7d, 12h, 30m).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="At most this many, newest first (0 = all).",
+)
+@json_option
+@click.pass_obj
+def jobs(app: App, state: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    with app.db.read() as session:
+        rows = [
+            reports.job_row(session, j)
+            for j in store.list_jobs(session, state=state, since=parse_since(since), limit=limit)
+        ]
+    emit(rows, JOB_COLUMNS, as_json=as_json)
+
+
+@main.command()
+@click.argument("job")
+@json_option
+@click.pass_obj
+def show(app: App, job: str, as_json: bool) -> None:
+    """Everything about one JOB (id or content-hash prefix)."""
+    with app.db.read() as session:
+        data = reports.job_detail(session, store.resolve_job(session, job))
+    if as_json:
+        emit_json(data)
+        return
+    for key in (
+        "id",
+        "state",
+        "file",
+        "path",
+        "content_sha256",
+        "duplicate_of",
+        "audio_seconds",
+        "language",
+        "attempts",
+        "error",
+        "created_at",
+        "finished_at",
+    ):
+        if data[key] is not None:
+            click.echo(f"{key + ':':<16}{data[key]}")
+    click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
+    transcript = data["transcript"]
+    if transcript:
+        click.echo(f"\nTranscript ({transcript['model']}, {len(transcript['segments'])} segments):")
+        click.echo(transcript["text"].strip())
+        click.echo("\nSegments:")
+        for seg in transcript["segments"]:
+            start, end = seg["start"], seg["end"]
+            span = f"{start:8.2f}–{end:8.2f}" if start is not None and end is not None else " " * 17
+            who = f" [{seg['speaker']}]" if seg["speaker"] else ""
+            click.echo(f"  {span}{who} {seg['text'].strip()}")
+    click.echo("\nAPI calls:")
+    click.echo(
+        table(
+            data["api_calls"],
+            ["id", "kind", "model", "outcome", "audio_seconds", "cost_usd", "estimated"],
+        )
+    )
+    click.echo("\nHistory:")
+    for ev in data["history"]:
+        click.echo(f"  {ev['at']:%Y-%m-%d %H:%M:%S}  {ev['kind']:<16} {ev['detail']}")
+
+
+@main.command()
+@click.argument("job")
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="txt", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@click.pass_obj
+def export(app: App, job: str, fmt: str, output: Path | None) -> None:
+    """Print or save JOB's transcript as txt, srt, vtt or json."""
+    from voxbatch.outputs import atomic_write, render
+    from voxbatch.pipeline import document_for
+
+    with app.db.read() as session:
+        doc = document_for(session, store.resolve_job(session, job))
+    text = render(doc, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("query", nargs=-1, required=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@click.pass_obj
+def search(app: App, query: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Full-text search over transcripts, best matches first, with snippets."""
+    if not " ".join(query).split():
+        raise click.BadParameter("give at least one word to search for")
+    match = fts_query(" ".join(query))
+    with app.db.read() as session:
+        hits = store.search_transcripts(session, match, limit=limit)
+    rows = [{"job_id": h.job_id, "file": h.source_name, "snippet": h.snippet} for h in hits]
+    emit(rows, ["job_id", "file", "snippet"], as_json=as_json)
+    if not hits:
+        click.echo("no matches", err=True)
+
+
+@main.command()
+@click.option("--since", help="Only calls since (ISO date or 7d, 12h, 30m).")
+@json_option
+@click.pass_obj
+def costs(app: App, since: str | None, as_json: bool) -> None:
+    """What the API calls cost, by model and kind, from the recorded calls."""
+    with app.db.read() as session:
+        report = reports.costs_report(session, since=parse_since(since))
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        table(
+            report["rows"],
+            [
+                "model",
+                "kind",
+                "calls",
+                "failed_calls",
+                "audio_seconds",
+                "input_tokens",
+                "output_tokens",
+                "characters",
+                "cost_usd",
+            ],
+        )
+    )
+    click.echo(f"\ntotal: {format_usd(report['total_usd'])}")
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@json_option
+@click.pass_obj
+def config_show(app: App, as_json: bool) -> None:
+    """The effective configuration (defaults < file < environment < flags), key masked."""
+    data = masked(app.settings)
+    if as_json:
+        emit_json(data)
+        return
+    for line in _flatten(data):
+        click.echo(line)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        lines = []
+        for key, value in data.items():
+            lines += _flatten(value, f"{prefix}.{key}" if prefix else key)
+        return lines
+    if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
+        lines = []
+        for i, item in enumerate(data):
+            lines += _flatten(item, f"{prefix}[{i}]")
+        return lines
+    return [f"{prefix} = {data!r}"]
+
+
+@main.command()
+@click.option(
+    "--samples",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of clips to process (default: the bundled sample_audio/).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary home and print where it is.")
+def demo(samples: Path | None, keep: bool) -> None:
+    """Try the whole pipeline offline: built-in emulator, sample clips, temporary home."""
+    from voxbatch.demo import run_demo
+
+    sys.exit(run_demo(samples, keep=keep))
+
+
+def _register_emulator() -> None:
+    from voxbatch.emulator.cli import emulator
+
+    main.add_command(emulator)
+
+
+_register_emulator()

@@ -1,0 +1,552 @@
+"""The job pipeline: hash → deduplicate → probe → transcribe → record → publish.
+
+Every step that matters is written to the database before the next one starts: the
+`stt` call row is committed before any audio is sent, and the transcript, the call's
+cost and the job's state commit together when `transcription.done` arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import stat
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from voxbatch import audio, store
+from voxbatch.config import InboxProfile, Settings
+from voxbatch.costs import stt_charge
+from voxbatch.db import Database
+from voxbatch.errors import (
+    AuthError,
+    InputError,
+    ProviderError,
+    StreamIncompleteError,
+    VoxbatchError,
+    is_retryable,
+)
+from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.models import Job, JobState, utcnow
+from voxbatch.outputs import TranscriptDocument, write_outputs
+from voxbatch.transcribe import (
+    PCM_BYTES_PER_SECOND,
+    ClientSettings,
+    RealtimeTranscriber,
+    StreamOptions,
+    StreamProgress,
+    StreamResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    path: Path
+    job_id: int | None
+    state: str
+    duplicate_of: int | None = None
+    outputs: tuple[Path, ...] = ()
+    error: str | None = None
+    audio_seconds: float | None = None
+    cost_usd: Decimal = Decimal(0)
+    language: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == JobState.done
+
+
+class Reporter(Protocol):
+    def started(self, path: Path, duration_s: float | None) -> None: ...
+    def advanced(self, path: Path, seconds: float) -> None: ...
+    def finished(self, outcome: FileOutcome) -> None: ...
+
+
+class SilentReporter:
+    def started(self, path: Path, duration_s: float | None) -> None:
+        pass
+
+    def advanced(self, path: Path, seconds: float) -> None:
+        pass
+
+    def finished(self, outcome: FileOutcome) -> None:
+        pass
+
+
+TranscriberFactory = Callable[[], RealtimeTranscriber]
+
+
+def default_transcriber(settings: Settings) -> TranscriberFactory:
+    def make() -> RealtimeTranscriber:
+        return RealtimeTranscriber(
+            ClientSettings(
+                api_key=settings.api_key(),
+                base_url=settings.mistral.base_url,
+                connect_timeout_s=settings.mistral.connect_timeout_s,
+                idle_timeout_s=settings.mistral.idle_timeout_s,
+            )
+        )
+
+    return make
+
+
+@dataclass
+class _RunState:
+    """What the jobs of one run share: the worker's identity and who is waiting on whom."""
+
+    owner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    finished: dict[int, asyncio.Event] = field(default_factory=dict)
+    auth_error: AuthError | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        transcriber: TranscriberFactory | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self._make_transcriber = transcriber or default_transcriber(settings)
+        self._transcriber: RealtimeTranscriber | None = None
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.ffmpeg = find_ffmpeg(settings.ffmpeg)
+        self._run = _RunState()
+
+    @property
+    def transcriber(self) -> RealtimeTranscriber:
+        if self._transcriber is None:
+            self._transcriber = self._make_transcriber()
+        return self._transcriber
+
+    async def process_paths(
+        self,
+        paths: Sequence[Path],
+        *,
+        profile: InboxProfile,
+        out_dir: Path,
+        inbox: str | None = None,
+    ) -> list[FileOutcome]:
+        limit = asyncio.Semaphore(self.settings.daemon.concurrency)
+
+        async def one(path: Path) -> FileOutcome:
+            async with limit:
+                outcome = await self.process_file(
+                    path, profile=profile, out_dir=out_dir, inbox=inbox
+                )
+            self.reporter.finished(outcome)
+            return outcome
+
+        return list(await asyncio.gather(*(one(p) for p in paths)))
+
+    async def process_file(
+        self, path: Path, *, profile: InboxProfile, out_dir: Path, inbox: str | None = None
+    ) -> FileOutcome:
+        path = path if path.is_absolute() else Path.cwd() / path
+        try:
+            return await self._process_file(path, profile, out_dir, inbox)
+        except Exception as exc:  # a bug must cost one file, never the whole batch
+            log.exception("unexpected error while processing %s", display_path(path))
+            return FileOutcome(path, None, JobState.failed, error=f"internal error: {exc!r}")
+
+    async def _process_file(
+        self, path: Path, profile: InboxProfile, out_dir: Path, inbox: str | None
+    ) -> FileOutcome:
+        try:
+            size = _check_input(path)
+            sha = await audio.file_sha256(path)
+        except (InputError, OSError) as exc:
+            message = str(exc) if isinstance(exc, VoxbatchError) else f"cannot read: {exc.strerror}"
+            with self.db.write() as session:
+                store.add_event(session, "rejected", message, path=display_path(path))
+            return FileOutcome(path, None, JobState.failed, error=message)
+
+        with self.db.write() as session:
+            job = self._create_or_take_over(session, sha, path, size, inbox, out_dir)
+            job_id, duplicate_of = job.id, job.duplicate_of
+        assert job_id is not None
+        self._run.finished.setdefault(job_id, asyncio.Event())
+        try:
+            if duplicate_of is not None:
+                return await self._link_duplicate(job_id, duplicate_of, profile, out_dir, path)
+            return await self._transcribe_job(job_id, path, profile, out_dir)
+        finally:
+            self._run.finished[job_id].set()
+
+    def _create_or_take_over(
+        self,
+        session: store.Session,
+        sha: str,
+        path: Path,
+        size: int,
+        inbox: str | None,
+        out_dir: Path,
+    ) -> Job:
+        primary = store.find_primary(session, sha)
+        if primary is not None and self._abandoned(primary):
+            # Its worker died mid-job (lease expired): it will never finish, so this copy pays.
+            primary.error_class = "Abandoned"
+            primary.error_message = "its worker stopped before finishing; a new job took over"
+            store.set_state(session, primary, JobState.failed, detail=primary.error_message)
+            session.flush()
+        job = store.create_job(
+            session,
+            content_sha256=sha,
+            source_path=display_path(path),
+            size_bytes=size,
+            inbox=inbox,
+            output_dir=str(out_dir),
+        )
+        if job.duplicate_of is None:
+            job.lease_owner = self._run.owner
+            job.lease_expires_at = utcnow() + timedelta(seconds=self.settings.daemon.lease_seconds)
+        return job
+
+    def _abandoned(self, job: Job) -> bool:
+        if job.state in (JobState.done, JobState.failed, JobState.needs_review):
+            return False
+        if job.lease_owner == self._run.owner:
+            return False
+        return job.lease_expires_at is None or job.lease_expires_at < utcnow()
+
+    async def _link_duplicate(
+        self, job_id: int, primary_id: int, profile: InboxProfile, out_dir: Path, path: Path
+    ) -> FileOutcome:
+        primary = await self._wait_for(primary_id)
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            if primary.state != JobState.done:
+                reason = (
+                    f"same audio as job {primary_id}, which ended {primary.state}: "
+                    f"{primary.error_message or 'no transcript'}"
+                )
+                job.error_class = "DuplicateOfFailed"
+                job.error_message = reason
+                store.set_state(session, job, JobState.failed, detail=reason)
+                return FileOutcome(path, job_id, JobState.failed, primary_id, error=reason)
+            job.language = primary.language
+            job.audio_seconds = primary.audio_seconds
+            store.set_state(
+                session,
+                job,
+                JobState.transcribed,
+                stage="publish",
+                detail=f"linked to the transcript of job {primary_id}",
+            )
+        return self._publish(job_id, profile, out_dir, path)
+
+    async def _wait_for(self, job_id: int) -> Job:
+        """Until the job that is buying this transcript ends, in this process or another."""
+        while True:
+            event = self._run.finished.get(job_id)
+            if event is not None:
+                await event.wait()
+            with self.db.read() as session:
+                job = session.get_one(Job, job_id)
+                if job.state in (JobState.done, JobState.failed, JobState.needs_review):
+                    session.expunge(job)
+                    return job
+                if event is not None or self._abandoned(job):
+                    session.expunge(job)
+                    job.state = JobState.failed
+                    job.error_message = "its worker stopped before finishing"
+                    return job
+            await asyncio.sleep(1.0)
+
+    async def _transcribe_job(
+        self, job_id: int, path: Path, profile: InboxProfile, out_dir: Path
+    ) -> FileOutcome:
+        heartbeat = asyncio.create_task(self._heartbeat(job_id))
+        try:
+            with self.db.write() as session:
+                store.set_state(
+                    session, session.get_one(Job, job_id), JobState.converting, stage="probe"
+                )
+            info = await audio.probe(path, ffmpeg=self.ffmpeg)
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                job.audio_seconds = info.duration_seconds
+                store.set_state(
+                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
+                )
+            self.reporter.started(path, info.duration_seconds)
+            await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
+        except BaseException as exc:
+            if isinstance(exc, AuthError):
+                self._run.auth_error = exc
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                if isinstance(exc, VoxbatchError):
+                    store.fail_job(session, job, exc, hint=exc.hint)
+                elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                    store.fail_job(session, job, exc, hint="interrupted; run it again")
+                    job.error_message = "interrupted before it finished; run it again"
+                else:
+                    store.fail_job(session, job, exc)
+                    log.exception("job %s failed unexpectedly", job_id)
+                outcome = FileOutcome(
+                    path,
+                    job_id,
+                    JobState.failed,
+                    error=job.error_message,
+                    cost_usd=store.job_cost(session, job_id),
+                )
+            if isinstance(exc, VoxbatchError | Exception):
+                return outcome
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return self._publish(job_id, profile, out_dir, path)
+
+    async def _heartbeat(self, job_id: int) -> None:
+        interval = self.settings.daemon.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                if job.lease_owner == self._run.owner:
+                    job.lease_expires_at = utcnow() + timedelta(
+                        seconds=self.settings.daemon.lease_seconds
+                    )
+
+    async def _transcribe_with_retries(
+        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    ) -> StreamResult:
+        daemon = self.settings.daemon
+        backoff = wait_random_exponential(multiplier=daemon.retry_initial_s, max=daemon.retry_max_s)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = getattr(exc, "retry_after", None) or 0.0
+            return max(float(backoff(state)), float(retry_after))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = state.upcoming_sleep
+            with self.db.write() as session:
+                store.add_event(
+                    session,
+                    "retry_scheduled",
+                    f"attempt {state.attempt_number} failed ({exc}); retrying in {seconds:.1f} s",
+                    job_id=job_id,
+                )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(daemon.retry_attempts),
+            wait=wait,
+            retry=retry_if_exception(is_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if self._run.auth_error is not None:
+                    raise self._run.auth_error
+                return await self._attempt(job_id, path, profile, duration)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(
+        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    ) -> StreamResult:
+        model = self.settings.mistral.transcription_model
+        prices = self.settings.prices
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            job.attempts += 1
+            call = store.start_call(session, job_id=job_id, kind="stt", model=model)
+            call_id = call.id
+            store.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
+        assert call_id is not None
+        options = StreamOptions(
+            model=model,
+            language=profile.language,
+            context_bias=profile.context_bias,
+            diarize=profile.diarize,
+            target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
+            pace=self.settings.daemon.pace,
+        )
+        progress = StreamProgress()
+        pcm = self._counted(
+            path, audio.stream_pcm(path, ffmpeg=self.ffmpeg, expected_seconds=duration)
+        )
+        try:
+            result = await self.transcriber.transcribe(
+                pcm, options, progress=progress, deadline_s=_deadline(duration)
+            )
+        except BaseException as exc:
+            billed = math.ceil(progress.seconds_sent)
+            charge = stt_charge(prices, model, billed)
+            with self.db.write() as session:
+                store.finish_call(
+                    session,
+                    call_id,
+                    outcome=_outcome(exc),
+                    cost_usd=charge.cost_usd,
+                    price_basis=charge.price_basis,
+                    estimated=billed > 0,
+                    audio_seconds=billed,
+                    request_id=progress.request_id,
+                    error_detail=str(exc)[:500],
+                )
+                store.add_event(session, "stream_failed", str(exc), job_id=job_id)
+            raise
+        charge = stt_charge(prices, model, result.billed_audio_seconds)
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            store.finish_call(
+                session,
+                call_id,
+                outcome="ok",
+                cost_usd=charge.cost_usd,
+                price_basis=charge.price_basis,
+                estimated=not result.usage_reported,
+                audio_seconds=result.billed_audio_seconds,
+                request_id=result.request_id,
+            )
+            store.save_transcript(
+                session,
+                job,
+                model=result.model or model,
+                text=result.text,
+                language=result.language,
+                audio_seconds=result.bytes_sent / PCM_BYTES_PER_SECOND,
+                segments=result.segments,
+            )
+            job.language = result.language
+            job.audio_seconds = result.bytes_sent / PCM_BYTES_PER_SECOND
+            store.set_state(
+                session,
+                job,
+                JobState.transcribed,
+                stage="publish",
+                detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
+                f"{result.billed_audio_seconds} s billed",
+            )
+        return result
+
+    async def _counted(self, path: Path, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.reporter.advanced(path, len(chunk) / PCM_BYTES_PER_SECOND)
+            yield chunk
+
+    def _publish(
+        self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
+    ) -> FileOutcome:
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            doc = document_for(session, job)
+            try:
+                written = tuple(write_outputs(doc, out_dir, profile.outputs))
+            except OSError as exc:
+                error = f"cannot write results to {out_dir}: {exc.strerror}"
+                job.error_class = "OutputError"
+                job.error_message = error
+                store.set_state(session, job, JobState.failed, detail=error)
+                return FileOutcome(path, job_id, JobState.failed, job.duplicate_of, error=error)
+            job.lease_owner = None
+            job.lease_expires_at = None
+            store.set_state(
+                session,
+                job,
+                JobState.done,
+                stage="done",
+                detail="wrote " + ", ".join(p.name for p in written),
+            )
+            return FileOutcome(
+                path,
+                job_id,
+                JobState.done,
+                job.duplicate_of,
+                written,
+                audio_seconds=job.audio_seconds,
+                cost_usd=store.job_cost(session, job_id),
+                language=job.language,
+            )
+
+
+def document_for(session: store.Session, job: Job) -> TranscriptDocument:
+    transcript = store.transcript_for(session, job)
+    if transcript is None or transcript.id is None:
+        raise VoxbatchError(f"job {job.id} has no transcript yet (state {job.state})")
+    return TranscriptDocument(
+        job_id=job.id or 0,
+        source_name=job.source_name,
+        content_sha256=job.content_sha256,
+        text=transcript.text,
+        language=transcript.language,
+        model=transcript.model,
+        duration_seconds=transcript.audio_seconds,
+        cost_usd=store.job_cost(session, transcript.job_id),
+        segments=tuple(store.segments_for(session, transcript.id)),
+    )
+
+
+def display_path(path: Path) -> str:
+    """The path as text for the database and messages; undecodable bytes shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_input(path: Path) -> int:
+    """Size of a regular file we may read, or a clear reason why not."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{display_path(path)}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{display_path(path)}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{display_path(path)}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{display_path(path)}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{display_path(path)}: permission denied")
+    return st.st_size
+
+
+def _deadline(duration: float | None) -> float | None:
+    # Generous: the idle timeout catches stuck servers; this catches endless trickles.
+    return None if duration is None else duration * 2 + 300
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, StreamIncompleteError):
+        return "incomplete"
+    if isinstance(exc, ProviderError) and exc.status is not None:
+        return f"http_{exc.status}" if 100 <= exc.status < 600 else f"error_{exc.status}"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return "cancelled"
+    if isinstance(exc, VoxbatchError):
+        return type(exc).__name__
+    return "error"
+
+
+def _describe(info: audio.AudioInfo) -> str:
+    duration = (
+        "unknown length" if info.duration_seconds is None else f"{info.duration_seconds:.1f} s"
+    )
+    return f"{info.format_name} {info.audio_codec}, {duration}"
