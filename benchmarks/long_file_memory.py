@@ -3,8 +3,9 @@
 Usage: python benchmarks/long_file_memory.py [--hours 2]
 
 Generates a long mp3 (tone bursts, looped), starts `voxbatch emulator` as its own process,
-runs `voxbatch process FILE --json` and reads the peak RSS of that process (and the ffmpeg it
-runs) from wait4(). Prints one JSON line; memory, not speed, is the figure that matters here.
+runs `voxbatch process FILE --json` and reads the peak RSS of that process (and of the ffmpeg
+it runs) from wait4(). Does the same for a one-minute file as the baseline in the same run, and
+prints one JSON line: both runs and the ratio of their peaks (1.0 = memory independent of length).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.media import long_audio  # noqa: E402
+from tests.media import long_audio
 
 
 def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
@@ -55,6 +56,7 @@ def measure(hours: float) -> dict[str, object]:
             )  # fmt: skip
             assert proc.stdout is not None
             out = proc.stdout.read()
+            proc.stdout.close()
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             elapsed = time.monotonic() - t0
@@ -78,4 +80,9 @@ def measure(hours: float) -> dict[str, object]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=2.0)
-    print(json.dumps(measure(parser.parse_args().hours)))
+    parser.add_argument("--baseline-hours", type=float, default=1 / 60)
+    args = parser.parse_args()
+    baseline = measure(args.baseline_hours)
+    long = measure(args.hours)
+    ratio = round(float(long["peak_rss_mb"]) / float(baseline["peak_rss_mb"]), 2)  # type: ignore[arg-type]
+    print(json.dumps({"baseline": baseline, "long": long, "peak_rss_ratio": ratio}))

@@ -184,6 +184,7 @@ def test_missing_file_and_directory_get_clear_reasons(cli: Cli, tmp_path: Path) 
         ({"close_without_done": True, "fault_sessions": 1}, ["incomplete", "ok"]),
         ({"error_after_s": 1.0, "fault_sessions": 1}, ["error_3500", "ok"]),
         ({"max_sessions": 1}, None),
+        ({"no_session_created": True, "fault_sessions": 1}, ["provider_error", "ok"]),
     ],
 )
 def test_faults_are_retried_and_every_attempt_recorded(
@@ -201,7 +202,7 @@ def test_faults_are_retried_and_every_attempt_recorded(
         other = tmp_path / "other.wav"
         tone_bursts(other, 3.0, freq=660)
         files.append(other)
-    rows = cli_for(emu).json("process", *map(str, files))
+    rows = cli_for(emu, VOXBATCH_MISTRAL__CONNECT_TIMEOUT_S="1").json("process", *map(str, files))
     assert all(r["state"] == "done" for r in rows), rows
     calls = db_rows(isolated_env, "SELECT outcome, cost_usd, estimated FROM api_call ORDER BY id")
     if expected_outcomes is not None:
@@ -281,3 +282,40 @@ def test_jobs_listing_and_filters(cli: Cli, samples: list[Path], tmp_path: Path)
     assert "state" in cli("jobs").stdout
     assert cli("jobs", "--since", "yesterday", ok=False).exit_code == 2
     assert cli("show", "999", ok=False).exit_code == 1
+
+
+def test_session_settings_reach_the_server(
+    cli: Cli, emulator: Emulator, tmp_path: Path, isolated_env: Path
+) -> None:
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 4.0, on_s=0.5, off_s=0.7)
+    [row] = cli.json(
+        "process", str(clip), "--language", "fr", "--context-bias", "Voxtral",
+        "--context-bias", "Kubernetes", "--diarize", "--format", "srt", "--format", "json",
+    )  # fmt: skip
+    [session] = emulator.records.sessions
+    sent = {k: v for update in session.session_updates for k, v in update.items()}
+    assert sent["language"] == "fr"
+    assert sent["context_bias"] == ["Voxtral", "Kubernetes"]
+    assert sent["diarize"] is True
+    assert sent["target_streaming_delay_ms"] == 480
+    assert sent["audio_format"] == {"encoding": "pcm_s16le", "sample_rate": 16000}
+    assert [Path(p).suffix for p in row["outputs"]] == [".srt", ".json"]
+    data = json.loads(Path(row["outputs"][1]).read_text())
+    assert {s["speaker"] for s in data["segments"]} == {"speaker_1", "speaker_2"}
+    assert "[speaker_1]" in Path(row["outputs"][0]).read_text()
+    assert row["language"] == "fr"
+
+
+def test_pace_limits_the_sending_rate(make_emulator, tmp_path: Path) -> None:
+    """pace = 2: three seconds of audio cannot be sent in less than 1.5 s."""
+    import time
+
+    emu = make_emulator()
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 3.0)
+    cli = cli_for(emu, VOXBATCH_DAEMON__PACE="2")
+    started = time.monotonic()
+    [row] = cli.json("process", str(clip))
+    assert row["state"] == "done"
+    assert time.monotonic() - started >= 1.5 - 0.3  # the last chunk is sent without waiting

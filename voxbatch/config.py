@@ -233,7 +233,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-_ENV_SECTIONS: dict[str, type[BaseModel]] = {"mistral": MistralSettings, "daemon": DaemonSettings, "budget": BudgetSettings}
+_ENV_SECTIONS: dict[str, type[BaseModel]] = {
+    "mistral": MistralSettings,
+    "daemon": DaemonSettings,
+    "budget": BudgetSettings,
+}
 _TOP_LEVEL = {"home", "database", "ffmpeg", "log_level"}
 
 

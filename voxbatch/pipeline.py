@@ -15,7 +15,7 @@ import os
 import socket
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -392,7 +392,12 @@ class Pipeline:
         )
         progress = StreamProgress()
         pcm = self._counted(
-            path, audio.stream_pcm(path, ffmpeg=self.ffmpeg, expected_seconds=duration)
+            path,
+            audio.stream_pcm(
+                path,
+                ffmpeg=self.ffmpeg,
+                chunk_bytes=chunk_bytes_for(self.settings.daemon.pace),
+            ),
         )
         try:
             result = await self.transcriber.transcribe(
@@ -449,10 +454,13 @@ class Pipeline:
             )
         return result
 
-    async def _counted(self, path: Path, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self.reporter.advanced(path, len(chunk) / PCM_BYTES_PER_SECOND)
-            yield chunk
+    async def _counted(
+        self, path: Path, chunks: AsyncGenerator[bytes, None]
+    ) -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(chunks):  # closing us closes ffmpeg's reader too
+            async for chunk in chunks:
+                self.reporter.advanced(path, len(chunk) / PCM_BYTES_PER_SECOND)
+                yield chunk
 
     def _publish(
         self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
@@ -528,6 +536,14 @@ def _check_input(path: Path) -> int:
     return st.st_size
 
 
+def chunk_bytes_for(pace: float) -> int:
+    """Whole 262,144-byte messages when unpaced; ~200 ms of wall time per message when paced."""
+    if pace <= 0:
+        return audio.MAX_CHUNK_BYTES
+    size = int(PCM_BYTES_PER_SECOND * 0.2 * pace) // 2 * 2
+    return max(640, min(audio.MAX_CHUNK_BYTES, size))
+
+
 def _deadline(duration: float | None) -> float | None:
     # Generous: the idle timeout catches stuck servers; this catches endless trickles.
     return None if duration is None else duration * 2 + 300
@@ -536,7 +552,9 @@ def _deadline(duration: float | None) -> float | None:
 def _outcome(exc: BaseException) -> str:
     if isinstance(exc, StreamIncompleteError):
         return "incomplete"
-    if isinstance(exc, ProviderError) and exc.status is not None:
+    if isinstance(exc, ProviderError):
+        if exc.status is None:
+            return "provider_error"
         return f"http_{exc.status}" if 100 <= exc.status < 600 else f"error_{exc.status}"
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return "cancelled"

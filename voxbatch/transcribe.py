@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from mistralai.client import Mistral
@@ -164,7 +164,7 @@ class RealtimeTranscriber:
 
     async def transcribe(
         self,
-        audio: AsyncIterator[bytes],
+        audio: AsyncGenerator[bytes, None],
         options: StreamOptions,
         *,
         progress: StreamProgress | None = None,
@@ -208,7 +208,7 @@ class RealtimeTranscriber:
     async def _send(
         self,
         connection: RealtimeConnection,
-        audio: AsyncIterator[bytes],
+        audio: AsyncGenerator[bytes, None],
         options: StreamOptions,
         progress: StreamProgress,
         state: _Liveness,
