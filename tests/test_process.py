@@ -52,6 +52,7 @@ def test_samples_are_transcribed_exactly(
 ) -> None:
     rows = cli.json("process", *map(str, samples))
     assert [r["state"] for r in rows] == ["done"] * len(samples)
+    assert [r["job_id"] for r in rows] == list(range(1, len(samples) + 1))  # command-line order
     assert len(emulator.records.sessions) == len(samples)
     for row, clip in zip(rows, samples, strict=True):
         expected = expected_recognition(clip)

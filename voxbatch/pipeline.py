@@ -43,7 +43,7 @@ from voxbatch.errors import (
     is_retryable,
 )
 from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.models import Job, JobState, utcnow
+from voxbatch.models import TERMINAL_STATES, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
 from voxbatch.transcribe import (
     PCM_BYTES_PER_SECOND,
@@ -72,6 +72,13 @@ class FileOutcome:
     @property
     def ok(self) -> bool:
         return self.state == JobState.done
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    path: Path
+    job_id: int
+    duplicate_of: int | None
 
 
 class Reporter(Protocol):
@@ -150,31 +157,35 @@ class Pipeline:
         out_dir: Path,
         inbox: str | None = None,
     ) -> list[FileOutcome]:
+        # Jobs are created in the order given, so their ids follow the command line.
+        admitted = [await self._admit_guarded(p, out_dir, inbox) for p in paths]
         limit = asyncio.Semaphore(self.settings.daemon.concurrency)
 
-        async def one(path: Path) -> FileOutcome:
-            async with limit:
-                outcome = await self.process_file(
-                    path, profile=profile, out_dir=out_dir, inbox=inbox
-                )
+        async def one(item: FileOutcome | _Admitted) -> FileOutcome:
+            outcome = await self._run_guarded(item, profile, out_dir, limit)
             self.reporter.finished(outcome)
             return outcome
 
-        return list(await asyncio.gather(*(one(p) for p in paths)))
+        return list(await asyncio.gather(*(one(item) for item in admitted)))
 
     async def process_file(
         self, path: Path, *, profile: InboxProfile, out_dir: Path, inbox: str | None = None
     ) -> FileOutcome:
+        item = await self._admit_guarded(path, out_dir, inbox)
+        return await self._run_guarded(item, profile, out_dir, None)
+
+    async def _admit_guarded(
+        self, path: Path, out_dir: Path, inbox: str | None
+    ) -> FileOutcome | _Admitted:
         path = path if path.is_absolute() else Path.cwd() / path
         try:
-            return await self._process_file(path, profile, out_dir, inbox)
+            return await self._admit(path, out_dir, inbox)
         except Exception as exc:  # a bug must cost one file, never the whole batch
-            log.exception("unexpected error while processing %s", display_path(path))
+            log.exception("unexpected error while admitting %s", display_path(path))
             return FileOutcome(path, None, JobState.failed, error=f"internal error: {exc!r}")
 
-    async def _process_file(
-        self, path: Path, profile: InboxProfile, out_dir: Path, inbox: str | None
-    ) -> FileOutcome:
+    async def _admit(self, path: Path, out_dir: Path, inbox: str | None) -> FileOutcome | _Admitted:
+        """Check and hash the file, then record its job (linked if the audio is known)."""
         try:
             size = _check_input(path)
             sha = await audio.file_sha256(path)
@@ -183,18 +194,41 @@ class Pipeline:
             with self.db.write() as session:
                 store.add_event(session, "rejected", message, path=display_path(path))
             return FileOutcome(path, None, JobState.failed, error=message)
-
         with self.db.write() as session:
             job = self._create_or_take_over(session, sha, path, size, inbox, out_dir)
             job_id, duplicate_of = job.id, job.duplicate_of
         assert job_id is not None
-        self._run.finished.setdefault(job_id, asyncio.Event())
+        self._run.finished[job_id] = asyncio.Event()
+        return _Admitted(path, job_id, duplicate_of)
+
+    async def _run_guarded(
+        self,
+        item: FileOutcome | _Admitted,
+        profile: InboxProfile,
+        out_dir: Path,
+        limit: asyncio.Semaphore | None,
+    ) -> FileOutcome:
+        if isinstance(item, FileOutcome):
+            return item
         try:
-            if duplicate_of is not None:
-                return await self._link_duplicate(job_id, duplicate_of, profile, out_dir, path)
-            return await self._transcribe_job(job_id, path, profile, out_dir)
+            if item.duplicate_of is not None:
+                # Waiting for another job's transcript takes no transcription slot.
+                return await self._link_duplicate(
+                    item.job_id, item.duplicate_of, profile, out_dir, item.path
+                )
+            async with limit or contextlib.nullcontext():
+                return await self._transcribe_job(item.job_id, item.path, profile, out_dir)
+        except Exception as exc:  # a bug must cost one file, never the whole batch
+            log.exception("unexpected error while processing %s", display_path(item.path))
+            with self.db.write() as session:
+                job = session.get_one(Job, item.job_id)
+                if job.state not in TERMINAL_STATES:
+                    store.fail_job(session, job, exc)
+            return FileOutcome(
+                item.path, item.job_id, JobState.failed, error=f"internal error: {exc!r}"
+            )
         finally:
-            self._run.finished[job_id].set()
+            self._run.finished[item.job_id].set()
 
     def _create_or_take_over(
         self,
