@@ -95,6 +95,6 @@ def cli_for(emu: Emulator, **env: str) -> Cli:
 
 @pytest.fixture
 def samples() -> list[Path]:
-    clips = sorted(p for p in SAMPLES.iterdir() if p.suffix != ".md" and p.suffix != ".sh")
+    clips = sorted(SAMPLES.iterdir())
     assert len(clips) >= 4, "sample_audio/ should hold the sample clips"
     return clips

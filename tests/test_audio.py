@@ -207,12 +207,13 @@ def test_sample_clip_probes_and_streams_whole(ff: str, name: str) -> None:
     assert rms(b"".join(chunks), 0.0, info.duration_seconds) > 300  # speech, not silence
 
 
-def test_samples_folder_is_small_and_documented() -> None:
-    clips = [p for p in SAMPLES.iterdir() if p.name in SAMPLE_CLIPS]
-    assert len(clips) == len(SAMPLE_CLIPS)
-    assert sum(p.stat().st_size for p in clips) < 500_000
-    readme = (SAMPLES / "README.md").read_text()
-    assert "CC0" in readme and "make_samples.sh" in readme
+def test_samples_folder_is_small_documented_and_only_audio() -> None:
+    # Only clips: `voxbatch process sample_audio/*` must transcribe everything it is given.
+    assert sorted(p.name for p in SAMPLES.iterdir()) == sorted(SAMPLE_CLIPS)
+    assert sum(p.stat().st_size for p in SAMPLES.iterdir()) < 500_000
+    readme = (SAMPLES.parent / "docs" / "sample-audio.md").read_text()
+    assert "CC0" in readme and "scripts/make_sample_audio.sh" in readme
+    assert (SAMPLES.parent / "scripts" / "make_sample_audio.sh").is_file()
 
 
 # --- conversion format and chunking -----------------------------------------------------------
@@ -565,3 +566,24 @@ def test_parse_input_dump_reads_streams_layouts_and_cover_art(tmp_path: Path) ->
         path,
     )
     assert na is not None and na.duration_seconds is None and na.channels == 3
+
+
+def test_leaving_early_with_a_full_pipe_returns_promptly(tmp_path: Path) -> None:
+    """A consumer that stops while ffmpeg's output fills the pipe must not wait for EOF forever."""
+    from voxbatch.ffmpeg import FfmpegProcess, StderrCapture
+
+    source = long_audio(tmp_path / "long.mp3", hours=0.1)
+    args = pcm_args(find_ffmpeg(), source, sample_rate=16_000, max_seconds=None)
+
+    async def leave_early() -> int:
+        async with FfmpegProcess(args, stderr=StderrCapture(), stdout_limit=4096) as proc:
+            await proc.stdout.readexactly(4096)
+            await asyncio.sleep(0.5)  # ffmpeg fills the pipe and the reader's buffer meanwhile
+            pid = proc.proc.pid
+        return pid
+
+    started = time.monotonic()
+    pid = asyncio.run(asyncio.wait_for(leave_early(), 20))
+    assert time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

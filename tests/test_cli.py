@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import Cli
 from voxbatch.cli import main
+from voxbatch.emulator import Emulator
 from voxbatch.pipeline import FileOutcome
 from voxbatch.progress import StderrReporter
 
@@ -75,7 +76,6 @@ def test_progress_bar_on_a_terminal() -> None:
 
     stream = Tty()
     reporter = StderrReporter(2, stream=stream)
-    click_echo = click.echo
 
     # click.echo(err=True) writes to sys.stderr: point it at our fake terminal.
     old, sys.stderr = sys.stderr, stream
@@ -88,7 +88,7 @@ def test_progress_bar_on_a_terminal() -> None:
         sys.stderr = old
     out = stream.getvalue()
     assert "50.0%" in out and "[1/2] ok      a.wav → job 1" in out
-    assert click_echo is click.echo
+    assert "\r\x1b[2K[###############---------------]" in out  # a live bar, redrawn in place
 
 
 def test_demo_prints_jobs_and_a_transcript() -> None:
@@ -136,3 +136,37 @@ def test_emulator_in_its_own_process_then_process_search_costs(
         assert emulator.stderr is not None
         emulator.stderr.close()
     assert emulator.returncode == 0
+
+
+def test_unknown_status_and_unwritable_export_are_clear(cli: Cli, samples: list[Path]) -> None:
+    assert cli("jobs", "--status", "bogus", ok=False).exit_code == 2
+    [row] = cli.json("process", str(samples[0]))
+    result = cli("export", str(row["job_id"]), "-o", "/proc/nope/x.srt", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot write /proc/nope/x.srt")
+    assert "Traceback" not in result.stderr
+
+
+def test_job_refs_ids_and_hash_prefixes(cli: Cli, samples: list[Path]) -> None:
+    rows = cli.json("process", *map(str, samples[:2]))
+    sha = cli.json("show", str(rows[1]["job_id"]))["content_sha256"]
+    assert cli.json("show", sha[:8])["id"] == rows[1]["job_id"]
+    assert cli.json("show", sha[:8].upper())["id"] == rows[1]["job_id"]
+
+
+def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
+    result = Cli({"VOXBATCH_DAEMON__CONCURRENCY": "many"})("jobs", ok=False)
+    assert result.exit_code == 2
+    assert "VOXBATCH_DAEMON__CONCURRENCY" in result.stderr
+    result = Cli({"MISTRAL_BASE_URL": "ftp://x"})("jobs", ok=False)
+    assert "MISTRAL_BASE_URL" in result.stderr
+
+
+def test_model_without_a_price_is_refused_before_paying(
+    cli: Cli, samples: list[Path], emulator: Emulator
+) -> None:
+    cli.env["VOXBATCH_MISTRAL__TRANSCRIPTION_MODEL"] = "voxtral-mini-transcribe-realtime-3"
+    result = cli("process", str(samples[0]), ok=False)
+    assert result.exit_code == 2
+    assert "no price for model 'voxtral-mini-transcribe-realtime-3'" in result.stderr
+    assert emulator.records.sessions == []

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
@@ -320,3 +321,125 @@ def test_pace_limits_the_sending_rate(make_emulator, tmp_path: Path) -> None:
     [row] = cli.json("process", str(clip))
     assert row["state"] == "done"
     assert time.monotonic() - started >= 1.5 - 0.3  # the last chunk is sent without waiting
+
+
+@pytest.fixture
+def six_minutes(tmp_path: Path) -> Path:
+    """Long enough that ffmpeg is still converting when a fault strikes."""
+    from tests.media import long_audio
+
+    return long_audio(tmp_path / "long.mp3", hours=0.1)
+
+
+def test_fault_mid_stream_on_a_long_file_is_retried(
+    make_emulator, six_minutes: Path, isolated_env: Path
+) -> None:
+    # A slowish server keeps the socket (and so ffmpeg's pipe) full when the fault strikes.
+    emu = make_emulator(speed=100, error_after_s=30.0, fault_sessions=1)
+    [row] = cli_for(emu).json("process", str(six_minutes))
+    assert row["state"] == "done", row
+    outcomes = db_rows(isolated_env, "SELECT outcome, estimated FROM api_call ORDER BY id")
+    assert [o for o, _ in outcomes][-1] == "ok" and len(outcomes) == 2
+    assert outcomes[0][1] == 1  # the failed attempt sent audio: charged as an estimate
+
+
+def test_sigint_stops_promptly_and_records_the_attempt(
+    six_minutes: Path, isolated_env: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from voxbatch.emulator import EmulatorConfig, running_emulator
+
+    with running_emulator(EmulatorConfig(speed=20)) as emu:
+        env = {**os.environ, "MISTRAL_BASE_URL": emu.base_url, "MISTRAL_API_KEY": KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voxbatch", "process", str(six_minutes), "--json"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if (
+                (isolated_env / "voxbatch.db").exists()
+                and db_rows(isolated_env, "SELECT count(*) FROM api_call") == [(1,)]
+                and any(s.total_bytes for s in emu.records.sessions)
+            ):
+                break
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("voxbatch process did not stop within 15 s of SIGINT")
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    [(state, error)] = db_rows(isolated_env, "SELECT state, error_message FROM job")
+    assert state == "failed" and "interrupted" in error
+    [(outcome, cost, estimated)] = db_rows(
+        isolated_env, "SELECT outcome, cost_usd, estimated FROM api_call"
+    )
+    assert outcome == "cancelled" and Decimal(cost) > 0 and estimated == 1
+
+
+def test_output_failure_keeps_the_paid_transcript_and_a_rerun_costs_nothing(
+    cli: Cli, emulator: Emulator, samples: list[Path], tmp_path: Path, isolated_env: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    result = cli("process", "--json", str(samples[0]), "--out", str(blocker / "out"), ok=False)
+    [row] = json.loads(result.stdout)
+    assert row["state"] == "failed" and "cannot write results" in row["error"]
+    assert "voxbatch export" in row["error"]  # says how to get the results without paying
+    assert db_rows(isolated_env, "SELECT outcome FROM api_call") == [("ok",)]
+    assert cli("export", str(row["job_id"])).stdout.strip()
+    [again] = cli.json("process", str(samples[0]), "--out", str(tmp_path / "out"))
+    assert again["state"] == "done" and again["duplicate_of"] == row["job_id"]
+    assert len(emulator.records.sessions) == 1
+    assert db_rows(isolated_env, "SELECT count(*) FROM api_call") == [(1,)]
+
+
+def test_kill_9_then_rerun_takes_over_and_settles_the_dead_call(
+    six_minutes: Path, isolated_env: Path
+) -> None:
+    """A worker killed mid-stream: after its lease expires the same audio is taken over, its
+    open call is settled as an estimate, and the new job pays once more, recorded."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from voxbatch.emulator import EmulatorConfig, running_emulator
+
+    with running_emulator(EmulatorConfig(speed=20)) as emu:
+        env = {
+            **os.environ,
+            "MISTRAL_BASE_URL": emu.base_url,
+            "MISTRAL_API_KEY": KEY,
+            "VOXBATCH_DAEMON__LEASE_SECONDS": "5",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voxbatch", "process", str(six_minutes)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(s.total_bytes for s in emu.records.sessions):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert db_rows(isolated_env, "SELECT state FROM job") == [("streaming",)]
+    time.sleep(5.5)  # the dead worker's lease runs out
+    with running_emulator(EmulatorConfig()) as emu:
+        [row] = cli_for(emu, VOXBATCH_DAEMON__LEASE_SECONDS="5").json("process", str(six_minutes))
+    assert row["state"] == "done" and row["job_id"] == 2
+    jobs = db_rows(isolated_env, "SELECT id, state, error_class FROM job ORDER BY id")
+    assert jobs == [(1, "failed", "Abandoned"), (2, "done", None)]
+    calls = db_rows(isolated_env, "SELECT job_id, outcome, estimated, cost_usd FROM api_call")
+    assert [(c[0], c[1], c[2]) for c in calls] == [(1, "abandoned", 1), (2, "ok", 0)]
+    [(probed,)] = db_rows(isolated_env, "SELECT audio_seconds FROM job WHERE id = 1")
+    # Nobody knows what the dead worker sent: it is charged the whole file, as an estimate.
+    assert Decimal(calls[0][3]) == Decimal(math.ceil(probed)) * Decimal("0.006") / 60
+    assert db_rows(isolated_env, "SELECT count(*) FROM transcript") == [(1,)]

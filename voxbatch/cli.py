@@ -21,6 +21,7 @@ from voxbatch.config import OUTPUT_FORMATS, Settings, load_settings, masked
 from voxbatch.costs import format_usd
 from voxbatch.db import Database, fts_query, open_database
 from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.models import JobState
 from voxbatch.render import emit, emit_json, table
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
@@ -170,6 +171,8 @@ def process(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     target = out_dir if out_dir is not None else settings.folder("outbox")
+    # Files named on the command line were chosen by the user: follow their symlinks.
+    files = tuple(p.resolve() if p.is_symlink() else p for p in files)
     pipeline = Pipeline(settings, app.db, reporter=StderrReporter(len(files)))
     outcomes = asyncio.run(pipeline.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
@@ -198,7 +201,12 @@ JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "
 
 
 @main.command()
-@click.option("--status", "state", help="Only jobs in this state (queued, done, failed, …).")
+@click.option(
+    "--status",
+    "state",
+    type=click.Choice([s.value for s in JobState]),
+    help="Only jobs in this state.",
+)
 @click.option("--since", help="Only jobs created since (ISO date or 7d, 12h, 30m).")
 @click.option(
     "--limit",
@@ -292,7 +300,10 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        atomic_write(output, text)
+        try:
+            atomic_write(output, text)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}")
         click.echo(f"wrote {output}", err=True)
 
 

@@ -281,14 +281,31 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError, source: str) -> ConfigError:
+def _env_name(loc: tuple[Any, ...], environ: Mapping[str, str]) -> str:
+    """The variable a setting came from, for error messages."""
+    parts = [str(p) for p in loc]
+    if parts[:2] == ["mistral", "base_url"] and environ.get("MISTRAL_BASE_URL"):
+        return "MISTRAL_BASE_URL"
+    if parts and parts[0] == "inbox" and len(parts) >= 3:
+        return f"{ENV_PREFIX}INBOX__{parts[2].upper()}"
+    if len(parts) >= 2:
+        return f"{ENV_PREFIX}{parts[0].upper()}__{parts[1].upper()}"
+    return f"{ENV_PREFIX}{parts[0].upper()}" if parts else ENV_PREFIX
+
+
+def _describe(
+    exc: ValidationError, source: str, environ: Mapping[str, str] | None = None
+) -> ConfigError:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = source
+        if environ is not None and err["loc"]:
+            where = f"environment variable {_env_name(err['loc'], environ)}"
         if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {key}")
+            lines.append(f"{where}: unknown key {key}")
         else:
-            lines.append(f"{source}: {key}: {err['msg']}")
+            lines.append(f"{where}: {key}: {err['msg']}")
     return ConfigError("; ".join(lines))
 
 
@@ -332,7 +349,7 @@ def load_settings(
     try:
         Settings.model_validate(data)
     except ValidationError as exc:
-        raise _describe(exc, "environment") from exc
+        raise _describe(exc, "environment", env) from exc
 
     if overrides:
         data = _merge(data, overrides)

@@ -270,10 +270,12 @@ class FfmpegProcess:
         self.kill()  # no-op when it already exited; kill() is synchronous, so no orphan survives
         if self._proc is None:
             return
-        await self._proc.wait()  # reap: no zombie either
-        # Read both pipes to EOF (they end once the group is dead) so that asyncio closes the
-        # transport now, not in a finalizer after the loop is gone; bounded all the same.
-        tasks = {asyncio.create_task(_discard(self.stdout))}
+        # Reap it (no zombie) while reading both pipes to EOF: a full stdout buffer would
+        # otherwise keep the pipe open and wait() from returning. Bounded all the same.
+        tasks: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(self._proc.wait()),
+            asyncio.ensure_future(_discard(self.stdout)),
+        }
         if self._drain is not None:
             tasks.add(self._drain)
         _, late = await asyncio.wait(tasks, timeout=5)

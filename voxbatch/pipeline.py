@@ -141,6 +141,8 @@ class Pipeline:
         self._transcriber: RealtimeTranscriber | None = None
         self.reporter: Reporter = reporter or SilentReporter()
         self.ffmpeg = find_ffmpeg(settings.ffmpeg)
+        # A model without a price would be noticed only after paying for it: refuse now.
+        stt_charge(settings.prices, settings.mistral.transcription_model, 0)
         self._run = _RunState()
 
     @property
@@ -182,7 +184,7 @@ class Pipeline:
             return await self._admit(path, out_dir, inbox)
         except Exception as exc:  # a bug must cost one file, never the whole batch
             log.exception("unexpected error while admitting %s", display_path(path))
-            return FileOutcome(path, None, JobState.failed, error=f"internal error: {exc!r}")
+            return FileOutcome(path, None, JobState.failed, error=str(internal_error(exc)))
 
     async def _admit(self, path: Path, out_dir: Path, inbox: str | None) -> FileOutcome | _Admitted:
         """Check and hash the file, then record its job (linked if the audio is known)."""
@@ -220,13 +222,12 @@ class Pipeline:
                 return await self._transcribe_job(item.job_id, item.path, profile, out_dir)
         except Exception as exc:  # a bug must cost one file, never the whole batch
             log.exception("unexpected error while processing %s", display_path(item.path))
+            error = internal_error(exc)
             with self.db.write() as session:
                 job = session.get_one(Job, item.job_id)
                 if job.state not in TERMINAL_STATES:
-                    store.fail_job(session, job, exc)
-            return FileOutcome(
-                item.path, item.job_id, JobState.failed, error=f"internal error: {exc!r}"
-            )
+                    store.fail_job(session, job, error)
+            return FileOutcome(item.path, item.job_id, JobState.failed, error=str(error))
         finally:
             self._run.finished[item.job_id].set()
 
@@ -240,12 +241,13 @@ class Pipeline:
         out_dir: Path,
     ) -> Job:
         primary = store.find_primary(session, sha)
-        if primary is not None and self._abandoned(primary):
+        if (
+            primary is not None
+            and store.transcript_for(session, primary) is None
+            and self._abandoned(primary)
+        ):
             # Its worker died mid-job (lease expired): it will never finish, so this copy pays.
-            primary.error_class = "Abandoned"
-            primary.error_message = "its worker stopped before finishing; a new job took over"
-            store.set_state(session, primary, JobState.failed, detail=primary.error_message)
-            session.flush()
+            self._abandon(session, primary)
         job = store.create_job(
             session,
             content_sha256=sha,
@@ -258,6 +260,30 @@ class Pipeline:
             job.lease_owner = self._run.owner
             job.lease_expires_at = utcnow() + timedelta(seconds=self.settings.daemon.lease_seconds)
         return job
+
+    def _abandon(self, session: store.Session, job: Job) -> None:
+        """Fail a dead worker's job and settle its unfinished calls.
+
+        Nobody knows how much audio it sent before dying; the file's length is the most that
+        can have been billed, so that is what the ledger shows, marked estimated.
+        """
+        assert job.id is not None
+        for call in store.calls_for(session, job.id):
+            if call.outcome != "started" or call.id is None:
+                continue
+            seconds = math.ceil(job.audio_seconds or 0)
+            charge = stt_charge(self.settings.prices, call.model, seconds)
+            store.finish_call(
+                session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
+                price_basis=charge.price_basis, estimated=True, audio_seconds=seconds,
+                error_detail="its worker stopped before the call finished",
+            )  # fmt: skip
+        job.error_class = "Abandoned"
+        job.error_message = "its worker stopped before finishing; a new job took over"
+        job.lease_owner = None
+        job.lease_expires_at = None
+        store.set_state(session, job, JobState.failed, detail=job.error_message)
+        session.flush()
 
     def _abandoned(self, job: Job) -> bool:
         if job.state in (JobState.done, JobState.failed, JobState.needs_review):
@@ -272,7 +298,7 @@ class Pipeline:
         primary = await self._wait_for(primary_id)
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            if primary.state != JobState.done:
+            if store.transcript_for(session, job) is None:
                 reason = (
                     f"same audio as job {primary_id}, which ended {primary.state}: "
                     f"{primary.error_message or 'no transcript'}"
@@ -300,7 +326,7 @@ class Pipeline:
                 await event.wait()
             with self.db.read() as session:
                 job = session.get_one(Job, job_id)
-                if job.state in (JobState.done, JobState.failed, JobState.needs_review):
+                if job.state in TERMINAL_STATES or store.transcript_for(session, job):
                     session.expunge(job)
                     return job
                 if event is not None or self._abandoned(job):
@@ -339,8 +365,8 @@ class Pipeline:
                     store.fail_job(session, job, exc, hint="interrupted; run it again")
                     job.error_message = "interrupted before it finished; run it again"
                 else:
-                    store.fail_job(session, job, exc)
                     log.exception("job %s failed unexpectedly", job_id)
+                    store.fail_job(session, job, internal_error(exc))
                 outcome = FileOutcome(
                     path,
                     job_id,
@@ -348,7 +374,7 @@ class Pipeline:
                     error=job.error_message,
                     cost_usd=store.job_cost(session, job_id),
                 )
-            if isinstance(exc, VoxbatchError | Exception):
+            if isinstance(exc, Exception):
                 return outcome
             raise
         finally:
@@ -435,7 +461,10 @@ class Pipeline:
         )
         try:
             result = await self.transcriber.transcribe(
-                pcm, options, progress=progress, deadline_s=_deadline(duration)
+                pcm,
+                options,
+                progress=progress,
+                deadline_s=_deadline(duration, self.settings.daemon.pace),
             )
         except BaseException as exc:
             billed = math.ceil(progress.seconds_sent)
@@ -450,9 +479,9 @@ class Pipeline:
                     estimated=billed > 0,
                     audio_seconds=billed,
                     request_id=progress.request_id,
-                    error_detail=str(exc)[:500],
+                    error_detail=store.user_message(exc, 500),
                 )
-                store.add_event(session, "stream_failed", str(exc), job_id=job_id)
+                store.add_event(session, "stream_failed", store.user_message(exc), job_id=job_id)
             raise
         charge = stt_charge(prices, model, result.billed_audio_seconds)
         with self.db.write() as session:
@@ -467,15 +496,18 @@ class Pipeline:
                 audio_seconds=result.billed_audio_seconds,
                 request_id=result.request_id,
             )
-            store.save_transcript(
-                session,
-                job,
-                model=result.model or model,
-                text=result.text,
-                language=result.language,
-                audio_seconds=result.bytes_sent / PCM_BYTES_PER_SECOND,
-                segments=result.segments,
-            )
+            # Another worker may have bought the same audio meanwhile: keep the first copy,
+            # but this call was paid all the same and stays in the ledger.
+            if store.transcript_for(session, job) is None:
+                store.save_transcript(
+                    session,
+                    job,
+                    model=result.model or model,
+                    text=result.text,
+                    language=result.language,
+                    audio_seconds=result.bytes_sent / PCM_BYTES_PER_SECOND,
+                    segments=result.segments,
+                )
             job.language = result.language
             job.audio_seconds = result.bytes_sent / PCM_BYTES_PER_SECOND
             store.set_state(
@@ -499,19 +531,27 @@ class Pipeline:
     def _publish(
         self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
+        with self.db.read() as session:
+            doc = document_for(session, session.get_one(Job, job_id))
+        try:  # files are written outside any transaction: no lock held during disk I/O
+            written = tuple(write_outputs(doc, out_dir, profile.outputs))
+        except OSError as exc:
+            error = VoxbatchError(
+                f"cannot write results to {display_path(out_dir)}: {exc.strerror}",
+                hint=f"the transcript is saved: `voxbatch export {job_id}` or processing the "
+                "file again writes them at no cost",
+            )
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                store.fail_job(session, job, error, hint=error.hint)
+                return FileOutcome(
+                    path, job_id, JobState.failed, job.duplicate_of, error=job.error_message
+                )
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            doc = document_for(session, job)
-            try:
-                written = tuple(write_outputs(doc, out_dir, profile.outputs))
-            except OSError as exc:
-                error = f"cannot write results to {out_dir}: {exc.strerror}"
-                job.error_class = "OutputError"
-                job.error_message = error
-                store.set_state(session, job, JobState.failed, detail=error)
-                return FileOutcome(path, job_id, JobState.failed, job.duplicate_of, error=error)
             job.lease_owner = None
             job.lease_expires_at = None
+            job.error_class = job.error_message = None
             store.set_state(
                 session,
                 job,
@@ -548,6 +588,14 @@ def document_for(session: store.Session, job: Job) -> TranscriptDocument:
     )
 
 
+def internal_error(exc: BaseException) -> VoxbatchError:
+    """A bug's one-line face for users; the traceback goes to the log."""
+    return VoxbatchError(
+        f"internal error ({type(exc).__name__}: {store.user_message(exc, 160)}); "
+        "the log has the details"
+    )
+
+
 def display_path(path: Path) -> str:
     """The path as text for the database and messages; undecodable bytes shown as \\xNN."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -578,9 +626,12 @@ def chunk_bytes_for(pace: float) -> int:
     return max(640, min(audio.MAX_CHUNK_BYTES, size))
 
 
-def _deadline(duration: float | None) -> float | None:
-    # Generous: the idle timeout catches stuck servers; this catches endless trickles.
-    return None if duration is None else duration * 2 + 300
+def _deadline(duration: float | None, pace: float) -> float | None:
+    """Generous: the idle timeout catches stuck servers; this catches endless trickles."""
+    if duration is None:
+        return None
+    sending = duration / pace if pace > 0 else 0.0
+    return sending + duration * 2 + 300
 
 
 def _outcome(exc: BaseException) -> str:

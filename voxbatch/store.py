@@ -72,7 +72,16 @@ def create_job(
 
 
 def find_primary(session: Session, content_sha256: str) -> Job | None:
-    """The job that owns (or is buying) the transcript for this audio, unless it failed."""
+    """The job that bought the transcript for this audio, else the one buying it now.
+
+    A transcript, once paid for, is reused whatever became of the job that bought it
+    (its outputs may have failed to write): the same audio is never bought twice.
+    """
+    transcript = session.exec(
+        select(Transcript).where(Transcript.content_sha256 == content_sha256)
+    ).first()
+    if transcript is not None:
+        return session.get(Job, transcript.job_id)
     return session.exec(
         select(Job).where(
             Job.content_sha256 == content_sha256,
@@ -80,6 +89,13 @@ def find_primary(session: Session, content_sha256: str) -> Job | None:
             Job.state != JobState.failed,
         )
     ).first()
+
+
+def user_message(error: BaseException, limit: int = 300) -> str:
+    """One line a user can read: the first line of the message, bounded."""
+    text = str(error).strip() or type(error).__name__
+    first = text.splitlines()[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def set_state(
@@ -99,7 +115,7 @@ def set_state(
 
 def fail_job(session: Session, job: Job, error: BaseException, *, hint: str = "") -> None:
     job.error_class = type(error).__name__
-    job.error_message = str(error) + (f" — {hint}" if hint else "")
+    job.error_message = user_message(error) + (f" — {hint}" if hint else "")
     set_state(session, job, JobState.failed, detail=job.error_message)
 
 
@@ -212,9 +228,10 @@ def resolve_job(session: Session, ref: str) -> Job:
     ref = ref.strip()
     if ref.isdigit():
         job = session.get(Job, int(ref))
-        if job is None:
+        if job is not None:
+            return job
+        if len(ref) < 4:  # too short to be a hash prefix
             raise JobNotFoundError(f"no job with id {ref}", hint="`voxbatch jobs` lists them")
-        return job
     if len(ref) < 4 or any(ch not in "0123456789abcdef" for ch in ref.lower()):
         raise JobNotFoundError(
             f"{ref!r} is neither a job id nor a content hash prefix (4+ hex digits)"
@@ -225,7 +242,8 @@ def resolve_job(session: Session, ref: str) -> Job:
         .order_by(col(Job.id))
     ).all()
     if not rows:
-        raise JobNotFoundError(f"no job whose content hash starts with {ref}")
+        kind = "id or content hash prefix" if ref.isdigit() else "content hash prefix"
+        raise JobNotFoundError(f"no job with {kind} {ref}", hint="`voxbatch jobs` lists them")
     if len({r.content_sha256 for r in rows}) > 1:
         ids = ", ".join(str(r.id) for r in rows[:10])
         raise JobNotFoundError(f"hash prefix {ref} is ambiguous (jobs {ids}): give more digits")

@@ -115,7 +115,7 @@ def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
         return AuthError(
             f"Mistral refused the API key (HTTP {status})",
             status=status,
-            hint="check MISTRAL_API_KEY / the key file; the queue waits until the key is fixed",
+            hint="check MISTRAL_API_KEY (or the key file / systemd credential) and try again",
         )
     if status is not None:
         return ProviderError(
@@ -255,15 +255,15 @@ class RealtimeTranscriber:
                 )
                 if sender in done and sender.exception() is not None:
                     raise _sender_error(sender.exception())
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StreamIncompleteError(
+                        f"transcription took longer than {deadline_s:g} s, the limit for this file",
+                        retryable=True,
+                    )
                 if getter not in done:
                     if state.silent_for() > idle:
                         raise StreamIncompleteError(
                             f"no answer from the transcription server for {idle:g} s",
-                            retryable=True,
-                        )
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise StreamIncompleteError(
-                            "transcription took longer than the deadline for this file",
                             retryable=True,
                         )
                     continue

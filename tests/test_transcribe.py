@@ -1,0 +1,87 @@
+"""The realtime client against the emulator: what counts as a finished transcript."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import pytest
+
+from tests.media import tone_bursts
+from voxbatch.audio import stream_pcm
+from voxbatch.emulator import EmulatorConfig, running_emulator
+from voxbatch.errors import AuthError, ConversionError, ProviderError, StreamIncompleteError
+from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.transcribe import (
+    ClientSettings,
+    RealtimeTranscriber,
+    StreamOptions,
+    StreamProgress,
+)
+
+OPTIONS = StreamOptions(model="voxtral-mini-transcribe-realtime-2602")
+
+
+def client(url: str, **kw: float) -> RealtimeTranscriber:
+    return RealtimeTranscriber(ClientSettings(api_key="k", base_url=url, **kw))
+
+
+def test_audio_source_failure_wins_and_end_is_never_sent() -> None:
+    """If ffmpeg fails part-way, the server must not be asked for a transcript of the rest."""
+
+    async def failing() -> AsyncGenerator[bytes, None]:
+        yield b"\x00\x10" * 16_000
+        raise ConversionError("ffmpeg failed (exit status 1) after 1.0 s of audio")
+
+    with running_emulator(EmulatorConfig()) as emu:
+        progress = StreamProgress()
+        with pytest.raises(ConversionError, match="exit status 1"):
+            asyncio.run(client(emu.base_url).transcribe(failing(), OPTIONS, progress=progress))
+        [session] = emu.records.sessions
+    assert progress.bytes_sent == 32_000
+    assert session.end_received is False and "transcription.done" not in session.events_sent
+
+
+def test_deadline_fires_even_while_events_keep_coming(tmp_path: Path) -> None:
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 8.0, on_s=0.3, off_s=0.3)
+    with running_emulator(EmulatorConfig(speed=2)) as emu:
+        transcriber = client(emu.base_url, idle_timeout_s=30)
+        audio = stream_pcm(clip, ffmpeg=find_ffmpeg())
+        with pytest.raises(StreamIncompleteError, match=r"took longer than 1\.5 s"):
+            asyncio.run(transcriber.transcribe(audio, OPTIONS, deadline_s=1.5))
+        assert len(emu.records.sessions[0].events_sent) > 3  # it was not silent
+
+
+def test_deltas_are_reported_live(tmp_path: Path) -> None:
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 3.0)
+    seen: list[str] = []
+    with running_emulator(EmulatorConfig()) as emu:
+        result = asyncio.run(
+            client(emu.base_url).transcribe(
+                stream_pcm(clip, ffmpeg=find_ffmpeg()), OPTIONS, on_delta=seen.append
+            )
+        )
+    assert "".join(seen) == result.text and len(seen) == 3
+    assert result.billed_audio_seconds == 3 and result.usage_reported
+
+
+def test_connect_errors_are_classified() -> None:
+    async def connect(url: str) -> None:
+        await client(url, connect_timeout_s=2)._connect(OPTIONS)
+
+    with (
+        running_emulator(EmulatorConfig(api_key="right")) as emu,
+        pytest.raises(AuthError) as auth,
+    ):
+        asyncio.run(connect(emu.base_url))
+    assert auth.value.status == 401 and not auth.value.retryable
+    with (
+        running_emulator(EmulatorConfig(refuse_first=1, retry_after=7)) as emu,
+        pytest.raises(ProviderError) as refused,
+    ):
+        asyncio.run(connect(emu.base_url))
+    assert refused.value.status == 503 and refused.value.retry_after == 7
+    assert refused.value.retryable
