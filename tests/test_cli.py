@@ -170,3 +170,12 @@ def test_model_without_a_price_is_refused_before_paying(
     assert result.exit_code == 2
     assert "no price for model 'voxtral-mini-transcribe-realtime-3'" in result.stderr
     assert emulator.records.sessions == []
+
+
+def test_a_symlink_named_on_the_command_line_is_followed(
+    cli: Cli, samples: list[Path], tmp_path: Path
+) -> None:
+    link = tmp_path / "link.flac"
+    link.symlink_to(samples[0])
+    [row] = cli.json("process", str(link))
+    assert row["state"] == "done" and row["file"] == str(samples[0])

@@ -443,3 +443,40 @@ def test_kill_9_then_rerun_takes_over_and_settles_the_dead_call(
     # Nobody knows what the dead worker sent: it is charged the whole file, as an estimate.
     assert Decimal(calls[0][3]) == Decimal(math.ceil(probed)) * Decimal("0.006") / 60
     assert db_rows(isolated_env, "SELECT count(*) FROM transcript") == [(1,)]
+
+
+def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path, isolated_env: Path) -> None:
+    """A job that outlives its lease is renewed, so nobody takes it over while it runs."""
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime
+
+    from voxbatch.emulator import EmulatorConfig, running_emulator
+
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 4.5)
+    expiries: list[datetime] = []
+    with running_emulator(EmulatorConfig(speed=1)) as emu:
+        env = {
+            **os.environ,
+            "MISTRAL_BASE_URL": emu.base_url,
+            "MISTRAL_API_KEY": KEY,
+            "VOXBATCH_DAEMON__LEASE_SECONDS": "5",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voxbatch", "process", str(clip)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        while proc.poll() is None:
+            time.sleep(0.3)
+            if not (isolated_env / "voxbatch.db").exists():
+                continue
+            rows = db_rows(isolated_env, "SELECT lease_expires_at, state FROM job")
+            if rows and rows[0][0] and rows[0][1] == "streaming":
+                expiry = datetime.fromisoformat(rows[0][0]).replace(tzinfo=UTC)
+                assert expiry > datetime.now(UTC), "the lease ran out while the job was running"
+                expiries.append(expiry)
+        assert proc.returncode == 0
+    assert len(set(expiries)) >= 2, "the lease was never renewed"
+    assert db_rows(isolated_env, "SELECT lease_owner, state FROM job") == [(None, "done")]
