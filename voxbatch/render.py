@@ -37,6 +37,8 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:.1f}"
+    if isinstance(value, Decimal):
+        return f"{value:.6f}"  # micro-dollars, aligned; JSON keeps the exact value
     return str(value).replace("\n", " ")
 
 
