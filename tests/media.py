@@ -7,7 +7,6 @@ Import from other tests as `from tests.media import tone_bursts, hostile_set, ..
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -148,9 +147,10 @@ def hostile_set(directory: Path) -> list[tuple[Path, bool]]:
     good_mp3 = directory / "good.mp3"
     tone_bursts(good_mp3, 4.0, extra_args=("-b:a", "32k"))
     cases: list[tuple[Path, bool]] = []
-    for name in HOSTILE_NAMES:
+    for i, name in enumerate(HOSTILE_NAMES):
+        # Distinct audio per name, so that deduplication cannot hide a name from ffmpeg.
         target = directory / name
-        shutil.copyfile(good, target)
+        tone_bursts(target, 1.0, freq=300.0 + 70 * i)
         cases.append((target, True))
     # Decoys the concat name would read if it were taken as the concat protocol.
     for decoy in ("a.wav", "b.wav"):

@@ -8,6 +8,8 @@ import json
 import math
 import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -66,8 +68,6 @@ def test_samples_are_transcribed_exactly(
         assert {Path(p).suffix for p in row["outputs"]} == {".txt", ".srt", ".vtt", ".json"}
         outbox = isolated_env / "outbox"
         assert (outbox / f"{clip.stem}.txt").read_text().strip() == expected.text.strip()
-    # Every chunk the SDK sent respected the protocol limit.
-    assert max(s.max_chunk_bytes for s in emulator.records.sessions) <= 262_144
 
 
 def test_export_srt_times_rise_and_match_audio(
@@ -84,14 +84,8 @@ def test_export_srt_times_rise_and_match_audio(
     assert all(a.end <= b.start for a, b in itertools.pairwise(subs))
     assert subs[-1].end <= row["audio_seconds"] * 1000 + 1
     out = tmp_path / "x.vtt"
-    cli(
-        "export",
-        row["content_sha256"][:10] if "content_sha256" in row else str(row["job_id"]),
-        "--format",
-        "vtt",
-        "-o",
-        str(out),
-    )
+    prefix = cli.json("show", str(row["job_id"]))["content_sha256"][:10]
+    cli("export", prefix, "--format", "vtt", "-o", str(out))
     assert out.read_text().startswith("WEBVTT")
 
 
@@ -131,19 +125,24 @@ def test_same_audio_twice_costs_one_transcription(
 
 
 def test_costs_match_the_api_call_rows(
-    cli: Cli, emulator: Emulator, samples: list[Path], isolated_env: Path
+    make_emulator, samples: list[Path], isolated_env: Path
 ) -> None:
+    # The first two sessions drop after 2 s of audio: failed, estimated attempts cost money too.
+    emu = make_emulator(drop_after_s=2.0, fault_sessions=2)
+    cli = cli_for(emu, VOXBATCH_DAEMON__CONCURRENCY="1")
     cli.json("process", *map(str, samples))
     report = cli.json("costs")
-    rows = db_rows(isolated_env, "SELECT cost_usd, audio_seconds, model, kind FROM api_call")
+    rows = db_rows(isolated_env, "SELECT cost_usd, outcome, estimated FROM api_call")
+    assert {(r[1], r[2]) for r in rows} == {("incomplete", 1), ("ok", 0)}
     assert Decimal(report["total_usd"]) == sum(Decimal(r[0]) for r in rows)
-    billed = sum(math.ceil(s.total_bytes / 32_000) for s in emulator.records.sessions)
+    billed = sum(math.ceil(s.total_bytes / 32_000) for s in emu.records.sessions)
     assert Decimal(report["total_usd"]) == Decimal(billed) * Decimal("0.006") / 60
     [group] = report["rows"]
-    assert (group["model"], group["kind"], group["calls"]) == (
+    assert (group["model"], group["kind"], group["calls"], group["failed_calls"]) == (
         "voxtral-mini-transcribe-realtime-2602",
         "stt",
-        len(samples),
+        len(samples) + 2,
+        2,
     )
     human = cli("costs").stdout
     assert "total: $" in human
@@ -164,9 +163,13 @@ def test_hostile_files_among_good_ones(cli: Cli, emulator: Emulator, tmp_path: P
             assert row["state"] == "failed", path.name
             assert row["error"] and "\n" not in row["error"], row
             assert "Traceback" not in row["error"]
-    # The playlist and the concat script never made ffmpeg read the files they name.
-    good_hash_sessions = {s.sha256 for s in emulator.records.sessions}
-    assert len(good_hash_sessions) == len(emulator.records.sessions)
+    # Every good file, whatever its name, was read as itself: one session each, exact words.
+    good = [path for path, ok in cases if ok]
+    # (A truncated mp3 is only found out while streaming: its session never gets `end`.)
+    assert sum(s.end_received for s in emulator.records.sessions) == len(good)
+    for path in good:
+        shown = cli.json("show", str(rows[display_path(path)]["job_id"]))
+        assert shown["transcript"]["text"] == expected_recognition(path).text, path.name
     stderr_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert len(stderr_lines) == sum(1 for _, ok in cases if not ok)
 
@@ -257,18 +260,57 @@ def test_retries_exhausted_fail_with_the_reason(make_emulator, tmp_path: Path) -
     assert len(cli_for(emu).json("show", str(row["job_id"]))["api_calls"]) == 3
 
 
+def run_voxbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in its own process: logging configured exactly as users get it."""
+    return subprocess.run(
+        [sys.executable, "-m", "voxbatch", *args], env={**os.environ, **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("server_key", "client_key"),
+    [(None, KEY), ("the-right-key-987", KEY)],  # accepted, and refused with 401
+)
 def test_the_key_never_lands_in_logs_database_or_outputs(
-    cli: Cli, samples: list[Path], isolated_env: Path
+    make_emulator,
+    samples: list[Path],
+    isolated_env: Path,
+    server_key: str | None,
+    client_key: str,
 ) -> None:
-    cli.env["VOXBATCH_LOG_LEVEL"] = "DEBUG"
-    result = cli("process", str(samples[0]))
-    result_show = cli("show", "1")
-    result_cfg = cli("config", "show")
-    for text in (result.stdout, result.stderr, result_show.stdout, result_cfg.stdout):
-        assert KEY not in text
+    emu = make_emulator(api_key=server_key)
+    env = {
+        "MISTRAL_BASE_URL": emu.base_url,
+        "MISTRAL_API_KEY": client_key,
+        "VOXBATCH_LOG_LEVEL": "DEBUG",
+        "VOXBATCH_DAEMON__RETRY_INITIAL_S": "0.05",
+    }
+    outputs = [
+        run_voxbatch(env, "process", str(samples[0])),
+        run_voxbatch(env, "show", "1"),
+        run_voxbatch(env, "config", "show"),
+    ]
+    assert "DEBUG" in outputs[0].stderr  # debug logging really was on
+    for done in outputs:
+        assert client_key not in done.stdout + done.stderr
     for path in isolated_env.rglob("*"):
         if path.is_file():
-            assert KEY.encode() not in path.read_bytes(), path
+            assert client_key.encode() not in path.read_bytes(), path
+
+
+def test_a_key_with_a_line_break_is_refused_without_echoing_it(
+    emulator: Emulator, samples: list[Path], isolated_env: Path
+) -> None:
+    secret = "abc\rdef-secret-456"
+    done = run_voxbatch(
+        {"MISTRAL_BASE_URL": emulator.base_url, "MISTRAL_API_KEY": secret},
+        "process",
+        str(samples[0]),
+    )
+    assert done.returncode == 2
+    assert "line breaks" in done.stderr and "def-secret-456" not in done.stderr
+    assert emulator.records.sessions == [] and emulator.records.refused == []
 
 
 def test_jobs_listing_and_filters(cli: Cli, samples: list[Path], tmp_path: Path) -> None:
@@ -375,14 +417,14 @@ def test_sigint_stops_promptly_and_records_the_attempt(
             proc.kill()
             proc.communicate()
             pytest.fail("voxbatch process did not stop within 15 s of SIGINT")
-    assert proc.returncode != 0
-    assert "Traceback" not in stderr
+    assert proc.returncode != 0, stderr
+    assert "Traceback" not in stderr, stderr
     [(state, error)] = db_rows(isolated_env, "SELECT state, error_message FROM job")
-    assert state == "failed" and "interrupted" in error
+    assert state == "failed" and "interrupted" in error, (state, error, stderr)
     [(outcome, cost, estimated)] = db_rows(
         isolated_env, "SELECT outcome, cost_usd, estimated FROM api_call"
     )
-    assert outcome == "cancelled" and Decimal(cost) > 0 and estimated == 1
+    assert (outcome, estimated) == ("cancelled", 1) and Decimal(cost) > 0, stderr
 
 
 def test_output_failure_keeps_the_paid_transcript_and_a_rerun_costs_nothing(
@@ -480,3 +522,51 @@ def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path, isolated_env: Path) -
         assert proc.returncode == 0
     assert len(set(expiries)) >= 2, "the lease was never renewed"
     assert db_rows(isolated_env, "SELECT lease_owner, state FROM job") == [(None, "done")]
+
+
+def test_chunks_are_at_most_262144_bytes(cli: Cli, emulator: Emulator, tmp_path: Path) -> None:
+    clip = tmp_path / "twenty.wav"
+    tone_bursts(clip, 20.0)  # 640,000 bytes of PCM: more than two full messages
+    cli.json("process", str(clip))
+    [session] = emulator.records.sessions
+    assert session.max_chunk_bytes == 262_144 and session.appends == 3
+    assert session.total_bytes == 640_000
+
+
+def test_segments_streamed_without_a_copy_in_done(make_emulator, tmp_path: Path) -> None:
+    emu = make_emulator(segments_in_done=False)
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 4.0, on_s=0.3, off_s=0.6)
+    cli = cli_for(emu)
+    [row] = cli.json("process", str(clip))
+    segments = cli.json("show", str(row["job_id"]))["transcript"]["segments"]
+    expected = expected_recognition(clip)
+    assert [(s["start"], s["end"]) for s in segments] == [
+        (seg.start, seg.end) for seg in expected.segments
+    ]
+
+
+def test_billing_follows_the_servers_usage_and_detected_language(
+    make_emulator, tmp_path: Path
+) -> None:
+    emu = make_emulator(usage_seconds=42, detected_language="de")
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 3.0)
+    cli = cli_for(emu)
+    [row] = cli.json("process", str(clip))
+    assert Decimal(row["cost_usd"]) == Decimal(42) * Decimal("0.006") / 60
+    assert row["language"] == "de"
+    [call] = cli.json("show", str(row["job_id"]))["api_calls"]
+    assert call["audio_seconds"] == 42 and call["estimated"] is False
+
+
+def test_a_done_message_that_does_not_validate_is_not_paid_for_again(
+    make_emulator, tmp_path: Path
+) -> None:
+    emu = make_emulator(malformed_done=True)
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 3.0)
+    result = cli_for(emu)("process", "--json", str(clip), ok=False)
+    [row] = json.loads(result.stdout)
+    assert row["state"] == "failed" and "did not validate" in row["error"]
+    assert len(emu.records.sessions) == 1  # no retry: it would fail, and cost, the same way

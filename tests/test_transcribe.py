@@ -24,7 +24,7 @@ OPTIONS = StreamOptions(model="voxtral-mini-transcribe-realtime-2602")
 
 
 def client(url: str, **kw: float) -> RealtimeTranscriber:
-    return RealtimeTranscriber(ClientSettings(api_key="k", base_url=url, **kw))
+    return RealtimeTranscriber(ClientSettings(api_key="test-key-0123456789", base_url=url, **kw))
 
 
 def test_audio_source_failure_wins_and_end_is_never_sent() -> None:
@@ -85,3 +85,9 @@ def test_connect_errors_are_classified() -> None:
         asyncio.run(connect(emu.base_url))
     assert refused.value.status == 503 and refused.value.retry_after == 7
     assert refused.value.retryable
+
+
+def test_errors_never_quote_the_key() -> None:
+    transcriber = client("http://127.0.0.1:9")
+    err = ProviderError("invalid Authorization header: Bearer test-key-0123456789")
+    assert "test-key-0123456789" not in str(transcriber.redact(err))

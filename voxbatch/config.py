@@ -166,7 +166,7 @@ class Settings(_Strict):
         env = os.environ if environ is None else environ
         key = env.get("MISTRAL_API_KEY", "").strip()
         if key:
-            return key
+            return _checked_key(key, "MISTRAL_API_KEY")
         candidates: list[Path] = []
         if self.mistral.api_key_file is not None:
             candidates.append(self.mistral.api_key_file)
@@ -181,12 +181,22 @@ class Settings(_Strict):
                     hint="check the path and that the voxbatch user may read it",
                 ) from exc
             if key:
-                return key
+                return _checked_key(key, str(path))
         raise MissingKeyError(
             "no Mistral API key: set MISTRAL_API_KEY, mistral.api_key_file, "
             "or a systemd credential named mistral_api_key",
             hint="to try voxbatch without a key run `voxbatch demo`",
         )
+
+
+def _checked_key(key: str, source: str) -> str:
+    """A key goes into an HTTP header: anything but visible ASCII is a mistake (never echoed)."""
+    if not all(33 <= ord(ch) < 127 for ch in key):
+        raise MissingKeyError(
+            f"the API key from {source} contains spaces, line breaks or non-ASCII characters",
+            hint="the key file must hold the key alone, on one line",
+        )
+    return key
 
 
 def _split_list(v: Any) -> Any:

@@ -26,7 +26,7 @@ from mistralai.client.models import (
     TranscriptionStreamTextDelta,
 )
 from mistralai.extra.exceptions import RealtimeTranscriptionException
-from mistralai.extra.realtime import RealtimeConnection
+from mistralai.extra.realtime import RealtimeConnection, UnknownRealtimeEvent
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voxbatch.audio import PCM_BYTES_PER_SECOND
@@ -162,6 +162,15 @@ class RealtimeTranscriber:
         except RealtimeTranscriptionException as exc:
             raise connect_error(exc) from exc
 
+    def redact(self, exc: BaseException) -> BaseException:
+        """Errors can quote request headers (a malformed key, say): never let the key through."""
+        key = self._settings.api_key
+        # Keys shorter than this are test stand-ins; replacing them would garble words.
+        if isinstance(exc, VoxbatchError) and len(key) >= 8 and key in exc.message:
+            exc.message = exc.message.replace(key, "***")
+            exc.args = (exc.message,)
+        return exc
+
     async def transcribe(
         self,
         audio: AsyncGenerator[bytes, None],
@@ -170,6 +179,19 @@ class RealtimeTranscriber:
         progress: StreamProgress | None = None,
         on_delta: Callable[[str], None] | None = None,
         deadline_s: float | None = None,
+    ) -> StreamResult:
+        try:
+            return await self._transcribe(audio, options, progress, on_delta, deadline_s)
+        except VoxbatchError as exc:
+            raise self.redact(exc) from None
+
+    async def _transcribe(
+        self,
+        audio: AsyncGenerator[bytes, None],
+        options: StreamOptions,
+        progress: StreamProgress | None,
+        on_delta: Callable[[str], None] | None,
+        deadline_s: float | None,
     ) -> StreamResult:
         progress = progress if progress is not None else StreamProgress()
         connection = await self._connect(options)
@@ -293,6 +315,18 @@ class RealtimeTranscriber:
                     language = event.audio_language or language
                 elif isinstance(event, TranscriptionStreamSegmentDelta):
                     segments.append(TimedText(event.start, event.end, event.text, _speaker(event)))
+                elif isinstance(event, UnknownRealtimeEvent) and event.type in (
+                    "transcription.done",
+                    "error",
+                ):
+                    # The server answered, but not in a form the SDK accepts: retrying would
+                    # pay again for the same surprise.
+                    raise ProviderError(
+                        f"the server's {event.type} message did not validate "
+                        f"({_first_line(event.error)}); is the SDK out of date?",
+                        retryable=False,
+                        hint="upgrade mistralai, or report the message to Mistral",
+                    )
                 elif isinstance(event, TranscriptionStreamDone):
                     if not sender.done():
                         # `done` before we ended the audio would be a transcript of part of it.
@@ -327,6 +361,10 @@ class _Liveness:
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "unknown problem").strip().splitlines()[0][:200]
 
 
 def _sender_error(exc: BaseException | None) -> BaseException:

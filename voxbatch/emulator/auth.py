@@ -18,7 +18,10 @@ def key_accepted(given: str, expected: str | None) -> bool:
         return False
     if expected is None:
         return True
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # Headers may carry any bytes (aiohttp decodes them with surrogateescape): compare bytes.
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def unauthorized() -> web.Response:

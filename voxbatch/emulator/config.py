@@ -35,6 +35,15 @@ class EmulatorConfig:
     http_fail_first: int = 0
     http_fail_status: int = 503
     http_fail_endpoints: tuple[str, ...] = ("chat", "speech")
+    # What a real server may do within the protocol, to exercise clients:
+    # the language reported when the session gives no hint (None: `language: null`);
+    detected_language: str | None = "en"
+    # whether `transcription.done` repeats the segments (it is optional);
+    segments_in_done: bool = True
+    # the billed seconds reported in usage (None: ceil of the audio received);
+    usage_seconds: int | None = None
+    # a `transcription.done` that fails the SDK's validation (a float usage), for every session.
+    malformed_done: bool = False
     # Chat prompts estimated above this many tokens are refused with 400.
     max_context_tokens: int = 32_000
     # Spoken summaries are tone patterns this long per input character, capped.
