@@ -260,6 +260,15 @@ def test_retries_exhausted_fail_with_the_reason(make_emulator, tmp_path: Path) -
     assert len(cli_for(emu).json("show", str(row["job_id"]))["api_calls"]) == 3
 
 
+def spawn_voxbatch(emu: Emulator, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`voxbatch ARGS` in its own process, pointed at the emulator; stderr kept for messages."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "voxbatch", *args],
+        env={**os.environ, "MISTRAL_BASE_URL": emu.base_url, "MISTRAL_API_KEY": KEY, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def run_voxbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in its own process: logging configured exactly as users get it."""
     return subprocess.run(
@@ -390,17 +399,12 @@ def test_sigint_stops_promptly_and_records_the_attempt(
 ) -> None:
     import signal
     import subprocess
-    import sys
     import time
 
     from voxbatch.emulator import EmulatorConfig, running_emulator
 
     with running_emulator(EmulatorConfig(speed=20)) as emu:
-        env = {**os.environ, "MISTRAL_BASE_URL": emu.base_url, "MISTRAL_API_KEY": KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voxbatch", "process", str(six_minutes), "--json"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        proc = spawn_voxbatch(emu, "process", str(six_minutes), "--json")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             time.sleep(0.2)
@@ -450,28 +454,17 @@ def test_kill_9_then_rerun_takes_over_and_settles_the_dead_call(
     """A worker killed mid-stream: after its lease expires the same audio is taken over, its
     open call is settled as an estimate, and the new job pays once more, recorded."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from voxbatch.emulator import EmulatorConfig, running_emulator
 
     with running_emulator(EmulatorConfig(speed=20)) as emu:
-        env = {
-            **os.environ,
-            "MISTRAL_BASE_URL": emu.base_url,
-            "MISTRAL_API_KEY": KEY,
-            "VOXBATCH_DAEMON__LEASE_SECONDS": "5",
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voxbatch", "process", str(six_minutes)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = spawn_voxbatch(emu, "process", str(six_minutes), VOXBATCH_DAEMON__LEASE_SECONDS="5")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(s.total_bytes for s in emu.records.sessions):
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
     assert db_rows(isolated_env, "SELECT state FROM job") == [("streaming",)]
     time.sleep(5.5)  # the dead worker's lease runs out
     with running_emulator(EmulatorConfig()) as emu:
@@ -489,8 +482,6 @@ def test_kill_9_then_rerun_takes_over_and_settles_the_dead_call(
 
 def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path, isolated_env: Path) -> None:
     """A job that outlives its lease is renewed, so nobody takes it over while it runs."""
-    import subprocess
-    import sys
     import time
     from datetime import UTC, datetime
 
@@ -500,16 +491,7 @@ def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path, isolated_env: Path) -
     tone_bursts(clip, 4.5)
     expiries: list[datetime] = []
     with running_emulator(EmulatorConfig(speed=1)) as emu:
-        env = {
-            **os.environ,
-            "MISTRAL_BASE_URL": emu.base_url,
-            "MISTRAL_API_KEY": KEY,
-            "VOXBATCH_DAEMON__LEASE_SECONDS": "5",
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voxbatch", "process", str(clip)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = spawn_voxbatch(emu, "process", str(clip), VOXBATCH_DAEMON__LEASE_SECONDS="5")
         while proc.poll() is None:
             time.sleep(0.3)
             if not (isolated_env / "voxbatch.db").exists():
@@ -519,7 +501,8 @@ def test_heartbeat_keeps_a_long_job_leased(tmp_path: Path, isolated_env: Path) -
                 expiry = datetime.fromisoformat(rows[0][0]).replace(tzinfo=UTC)
                 assert expiry > datetime.now(UTC), "the lease ran out while the job was running"
                 expiries.append(expiry)
-        assert proc.returncode == 0
+        _, stderr = proc.communicate()
+        assert proc.returncode == 0, stderr
     assert len(set(expiries)) >= 2, "the lease was never renewed"
     assert db_rows(isolated_env, "SELECT lease_owner, state FROM job") == [(None, "done")]
 

@@ -22,6 +22,7 @@ from voxbatch.emulator.recognizer import (
     SAMPLE_RATE,
     IncrementalRecognizer,
     RecognizerEvent,
+    Segment,
 )
 from voxbatch.emulator.records import RefusedConnection, SessionRecord
 from voxbatch.emulator.state import STATE_KEY, EmulatorState
@@ -266,17 +267,9 @@ class RealtimeSession:
             await self._close(1000, "closed_without_done")
         await self._send_recognized(self._recognizer.finish())
         language = self._session["language"] or self._config.detected_language
-        segments = []
-        for segment in self._recognizer.segments:
-            item: dict[str, Any] = {
-                "type": "transcription_segment",
-                "text": segment.text,
-                "start": segment.start,
-                "end": segment.end,
-            }
-            if segment.speaker_id is not None:
-                item["speaker_id"] = segment.speaker_id
-            segments.append(item)
+        segments = [
+            _segment_payload("transcription_segment", seg) for seg in self._recognizer.segments
+        ]
         seconds: float = math.ceil(self._recognizer.received_bytes / BYTES_PER_SECOND)
         if self._config.usage_seconds is not None:
             seconds = self._config.usage_seconds
@@ -306,16 +299,7 @@ class RealtimeSession:
             if event.token is not None:
                 await self._send({"type": "transcription.text.delta", "text": event.token.text})
             elif event.segment is not None:
-                segment = event.segment
-                payload: dict[str, Any] = {
-                    "type": "transcription.segment",
-                    "text": segment.text,
-                    "start": segment.start,
-                    "end": segment.end,
-                }
-                if segment.speaker_id is not None:
-                    payload["speaker_id"] = segment.speaker_id
-                await self._send(payload)
+                await self._send(_segment_payload("transcription.segment", event.segment))
 
     async def _pace(self, stream_seconds: float) -> None:
         """Hold events for audio at stream time t until t/speed after the first audio."""
@@ -350,3 +334,17 @@ class RealtimeSession:
                 await asyncio.wait_for(self._state.stopping.wait(), timeout=0.2)
             except TimeoutError:
                 continue
+
+
+def _segment_payload(kind: str, segment: Segment) -> dict[str, Any]:
+    """A segment as the wire has it: the streamed event and the item inside `done` differ
+    only in their `type`."""
+    payload: dict[str, Any] = {
+        "type": kind,
+        "text": segment.text,
+        "start": segment.start,
+        "end": segment.end,
+    }
+    if segment.speaker_id is not None:
+        payload["speaker_id"] = segment.speaker_id
+    return payload
