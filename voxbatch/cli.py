@@ -22,7 +22,7 @@ from voxbatch.costs import format_usd
 from voxbatch.db import Database, fts_query, open_database
 from voxbatch.errors import ConfigError, VoxbatchError
 from voxbatch.models import JobState
-from voxbatch.render import emit, emit_json, table
+from voxbatch.render import emit, emit_json, segment_line, table
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
 
@@ -220,10 +220,8 @@ JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "
 def jobs(app: App, state: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     with app.db.read() as session:
-        rows = [
-            reports.job_row(session, j)
-            for j in store.list_jobs(session, state=state, since=parse_since(since), limit=limit)
-        ]
+        found = store.list_jobs(session, state=state, since=parse_since(since), limit=limit)
+        rows = reports.job_rows(session, found)
     emit(rows, JOB_COLUMNS, as_json=as_json)
 
 
@@ -261,10 +259,7 @@ def show(app: App, job: str, as_json: bool) -> None:
         click.echo(transcript["text"].strip())
         click.echo("\nSegments:")
         for seg in transcript["segments"]:
-            start, end = seg["start"], seg["end"]
-            span = f"{start:8.2f}–{end:8.2f}" if start is not None and end is not None else " " * 17
-            who = f" [{seg['speaker']}]" if seg["speaker"] else ""
-            click.echo(f"  {span}{who} {seg['text'].strip()}")
+            click.echo("  " + segment_line(seg["start"], seg["end"], seg["text"], seg["speaker"]))
     click.echo("\nAPI calls:")
     click.echo(
         table(

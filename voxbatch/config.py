@@ -251,11 +251,11 @@ _ENV_SECTIONS: dict[str, type[BaseModel]] = {
 _TOP_LEVEL = {"home", "database", "ffmpeg", "log_level"}
 
 
-def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """VOXBATCH_SECTION__KEY=value (and VOXBATCH_KEY for top-level keys).
 
     The first inbox can be tuned with VOXBATCH_INBOX__KEY; unknown names are errors
-    so a typo never silently does nothing.
+    so a typo never silently does nothing. Returns (settings, first-inbox settings).
     """
     layer: dict[str, Any] = {}
     inbox: dict[str, Any] = {}
@@ -276,9 +276,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
             layer[rest] = value
         else:
             raise ConfigError(f"environment variable {name}: unknown setting {rest}")
-    if inbox:
-        layer["_inbox0"] = inbox
-    return layer
+    return layer, inbox
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -327,7 +325,7 @@ def load_settings(
 ) -> Settings:
     """Build the one Settings object. `overrides` are command-line flags (nested dicts)."""
     env = os.environ if environ is None else environ
-    env_layer = _env_layer(env)
+    env_layer, inbox0 = _env_layer(env)
     home = default_home(env)
     path, must_exist = find_config_file(config_file, env, home)
 
@@ -348,7 +346,6 @@ def load_settings(
         data = _merge(data, file_data)
         data["config_file"] = str(path)
 
-    inbox0 = env_layer.pop("_inbox0", None)
     data = _merge(data, env_layer)
     if env.get("MISTRAL_BASE_URL"):
         data = _merge(data, {"mistral": {"base_url": env["MISTRAL_BASE_URL"]}})
@@ -357,16 +354,15 @@ def load_settings(
         inboxes[0] = {**dict(inboxes[0]), **inbox0}
         data["inbox"] = inboxes
     try:
-        Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _describe(exc, "environment", env) from exc
 
     if overrides:
-        data = _merge(data, overrides)
-    try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        raise _describe(exc, "command line") from exc
+        try:
+            settings = Settings.model_validate(_merge(data, overrides))
+        except ValidationError as exc:
+            raise _describe(exc, "command line") from exc
     _check_inboxes(settings)
     return settings
 

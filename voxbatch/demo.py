@@ -14,9 +14,10 @@ from voxbatch.config import MistralSettings, Settings
 from voxbatch.db import open_database
 from voxbatch.emulator import EmulatorConfig, running_emulator
 from voxbatch.errors import InputError
+from voxbatch.models import Job
 from voxbatch.pipeline import Pipeline
 from voxbatch.progress import StderrReporter
-from voxbatch.render import table
+from voxbatch.render import segment_line, table
 from voxbatch.transcribe import ClientSettings, RealtimeTranscriber
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".m4a", ".flac", ".mp4", ".webm", ".aac"}
@@ -60,19 +61,18 @@ def run_demo(samples: Path | None, *, keep: bool = False) -> int:
                 )
             )
         with db.read() as session:
-            rows = [reports.job_row(session, j) for j in store.list_jobs(session, limit=0)]
-            rows.reverse()
+            rows = reports.job_rows(session, store.list_jobs(session, limit=0)[::-1])
             click.echo(
                 table(rows, ["id", "state", "file", "audio_seconds", "language", "cost_usd"])
             )
             first = next((o for o in outcomes if o.ok), None)
             if first is not None and first.job_id is not None:
-                job = store.resolve_job(session, str(first.job_id))
+                job = session.get_one(Job, first.job_id)
                 transcript = store.transcript_for(session, job)
                 assert transcript is not None and transcript.id is not None
                 click.echo(f"\nTranscript of {job.source_name} (job {job.id}):")
                 for seg in store.segments_for(session, transcript.id):
-                    click.echo(f"  [{seg.start:6.2f} – {seg.end:6.2f}] {seg.text.strip()}")
+                    click.echo("  " + segment_line(seg.start, seg.end, seg.text, seg.speaker))
         click.echo(
             "\nThe emulator cannot recognise speech: each word stands for one voiced stretch "
             "of the audio, with its real timing.",

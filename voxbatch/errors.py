@@ -78,6 +78,16 @@ class JobNotFoundError(VoxbatchError):
     """No job matches the id or hash prefix given."""
 
 
+def one_line(error: BaseException | str | None, limit: int = 300) -> str:
+    """One line a user can read: the first line of an error's message, bounded."""
+    if isinstance(error, BaseException):
+        text = str(error).strip() or type(error).__name__
+    else:
+        text = (error or "").strip() or "unknown problem"
+    first = text.splitlines()[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

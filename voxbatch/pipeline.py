@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import socket
-import stat
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,12 +40,12 @@ from voxbatch.errors import (
     StreamIncompleteError,
     VoxbatchError,
     is_retryable,
+    one_line,
 )
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.models import TERMINAL_STATES, Job, JobState, utcnow
+from voxbatch.ffmpeg import check_regular_file, find_ffmpeg
+from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
 from voxbatch.transcribe import (
-    PCM_BYTES_PER_SECOND,
     ClientSettings,
     RealtimeTranscriber,
     StreamOptions,
@@ -170,12 +169,6 @@ class Pipeline:
 
         return list(await asyncio.gather(*(one(item) for item in admitted)))
 
-    async def process_file(
-        self, path: Path, *, profile: InboxProfile, out_dir: Path, inbox: str | None = None
-    ) -> FileOutcome:
-        item = await self._admit_guarded(path, out_dir, inbox)
-        return await self._run_guarded(item, profile, out_dir, None)
-
     async def _admit_guarded(
         self, path: Path, out_dir: Path, inbox: str | None
     ) -> FileOutcome | _Admitted:
@@ -189,10 +182,10 @@ class Pipeline:
     async def _admit(self, path: Path, out_dir: Path, inbox: str | None) -> FileOutcome | _Admitted:
         """Check and hash the file, then record its job (linked if the audio is known)."""
         try:
-            size = _check_input(path)
+            size = check_regular_file(path).st_size
             sha = await audio.file_sha256(path)
         except (InputError, OSError) as exc:
-            message = str(exc) if isinstance(exc, VoxbatchError) else f"cannot read: {exc.strerror}"
+            message = exc.message if isinstance(exc, InputError) else f"cannot read: {exc.strerror}"
             with self.db.write() as session:
                 store.add_event(session, "rejected", message, path=display_path(path))
             return FileOutcome(path, None, JobState.failed, error=message)
@@ -208,7 +201,7 @@ class Pipeline:
         item: FileOutcome | _Admitted,
         profile: InboxProfile,
         out_dir: Path,
-        limit: asyncio.Semaphore | None,
+        limit: asyncio.Semaphore,
     ) -> FileOutcome:
         if isinstance(item, FileOutcome):
             return item
@@ -218,7 +211,7 @@ class Pipeline:
                 return await self._link_duplicate(
                     item.job_id, item.duplicate_of, profile, out_dir, item.path
                 )
-            async with limit or contextlib.nullcontext():
+            async with limit:
                 return await self._transcribe_job(item.job_id, item.path, profile, out_dir)
         except Exception as exc:  # a bug must cost one file, never the whole batch
             log.exception("unexpected error while processing %s", display_path(item.path))
@@ -248,6 +241,7 @@ class Pipeline:
         ):
             # Its worker died mid-job (lease expired): it will never finish, so this copy pays.
             self._abandon(session, primary)
+            primary = None
         job = store.create_job(
             session,
             content_sha256=sha,
@@ -255,6 +249,7 @@ class Pipeline:
             size_bytes=size,
             inbox=inbox,
             output_dir=str(out_dir),
+            primary=primary,
         )
         if job.duplicate_of is None:
             job.lease_owner = self._run.owner
@@ -286,7 +281,7 @@ class Pipeline:
         session.flush()
 
     def _abandoned(self, job: Job) -> bool:
-        if job.state in (JobState.done, JobState.failed, JobState.needs_review):
+        if job.state in TERMINAL_STATES:
             return False
         if job.lease_owner == self._run.owner:
             return False
@@ -438,7 +433,7 @@ class Pipeline:
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
             job.attempts += 1
-            call = store.start_call(session, job_id=job_id, kind="stt", model=model)
+            call = store.start_call(session, job_id=job_id, kind=CallKind.stt, model=model)
             call_id = call.id
             store.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
         assert call_id is not None
@@ -479,9 +474,9 @@ class Pipeline:
                     estimated=billed > 0,
                     audio_seconds=billed,
                     request_id=progress.request_id,
-                    error_detail=store.user_message(exc, 500),
+                    error_detail=one_line(exc, 500),
                 )
-                store.add_event(session, "stream_failed", store.user_message(exc), job_id=job_id)
+                store.add_event(session, "stream_failed", one_line(exc), job_id=job_id)
             raise
         charge = stt_charge(prices, model, result.billed_audio_seconds)
         with self.db.write() as session:
@@ -505,11 +500,11 @@ class Pipeline:
                     model=result.model or model,
                     text=result.text,
                     language=result.language,
-                    audio_seconds=result.bytes_sent / PCM_BYTES_PER_SECOND,
+                    audio_seconds=audio.pcm_seconds(result.bytes_sent),
                     segments=result.segments,
                 )
             job.language = result.language
-            job.audio_seconds = result.bytes_sent / PCM_BYTES_PER_SECOND
+            job.audio_seconds = audio.pcm_seconds(result.bytes_sent)
             store.set_state(
                 session,
                 job,
@@ -525,7 +520,7 @@ class Pipeline:
     ) -> AsyncGenerator[bytes, None]:
         async with contextlib.aclosing(chunks):  # closing us closes ffmpeg's reader too
             async for chunk in chunks:
-                self.reporter.advanced(path, len(chunk) / PCM_BYTES_PER_SECOND)
+                self.reporter.advanced(path, audio.pcm_seconds(len(chunk)))
                 yield chunk
 
     def _publish(
@@ -591,8 +586,7 @@ def document_for(session: store.Session, job: Job) -> TranscriptDocument:
 def internal_error(exc: BaseException) -> VoxbatchError:
     """A bug's one-line face for users; the traceback goes to the log."""
     return VoxbatchError(
-        f"internal error ({type(exc).__name__}: {store.user_message(exc, 160)}); "
-        "the log has the details"
+        f"internal error ({type(exc).__name__}: {one_line(exc, 160)}); the log has the details"
     )
 
 
@@ -601,28 +595,11 @@ def display_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _check_input(path: Path) -> int:
-    """Size of a regular file we may read, or a clear reason why not."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InputError(f"{display_path(path)}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{display_path(path)}: cannot read ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{display_path(path)}: is a directory, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{display_path(path)}: not a regular file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{display_path(path)}: permission denied")
-    return st.st_size
-
-
 def chunk_bytes_for(pace: float) -> int:
     """Whole 262,144-byte messages when unpaced; ~200 ms of wall time per message when paced."""
     if pace <= 0:
         return audio.MAX_CHUNK_BYTES
-    size = int(PCM_BYTES_PER_SECOND * 0.2 * pace) // 2 * 2
+    size = int(audio.PCM_BYTES_PER_SECOND * 0.2 * pace) // 2 * 2
     return max(640, min(audio.MAX_CHUNK_BYTES, size))
 
 

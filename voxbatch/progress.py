@@ -37,7 +37,7 @@ class StderrReporter:
         self._durations.pop(outcome.path, None)
         self._done_seconds.pop(outcome.path, None)
         if self.live:
-            click.echo("\r\x1b[2K", nl=False, err=True)
+            click.echo("\r\x1b[2K", nl=False, file=self.stream)
         name = display_path(outcome.path).rsplit("/", 1)[-1]
         if outcome.ok:
             how = (
@@ -48,7 +48,7 @@ class StderrReporter:
             line = f"ok      {name} → job {outcome.job_id} ({how})"
         else:
             line = f"FAILED  {name}: {outcome.error}"
-        click.echo(f"[{self.finished_count}/{self.total}] {line}", err=True)
+        click.echo(f"[{self.finished_count}/{self.total}] {line}", file=self.stream)
         self._draw(force=True)
 
     def _draw(self, force: bool = False) -> None:
@@ -68,4 +68,4 @@ class StderrReporter:
             f"\r\x1b[2K[{bar}] {pct} {done:,.0f}/{total:,.0f} s audio, "
             f"{len(self._durations)} streaming, {self.finished_count}/{self.total} finished"
         )
-        click.echo(line, nl=False, err=True)
+        click.echo(line, nl=False, file=self.stream)

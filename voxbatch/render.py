@@ -42,6 +42,13 @@ def _cell(value: Any) -> str:
     return str(value).replace("\n", " ")
 
 
+def segment_line(start: float | None, end: float | None, text: str, speaker: str | None) -> str:
+    """One timed segment for people: `[  1.20 –   3.40] [speaker] text`."""
+    span = f"[{start:6.2f} – {end:6.2f}]" if start is not None and end is not None else " " * 17
+    who = f" [{speaker}]" if speaker else ""
+    return f"{span}{who} {text.strip()}"
+
+
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, max_width: int = 60) -> str:
     if not rows:
         return "(none)"

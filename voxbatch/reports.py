@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,13 @@ from voxbatch import store
 from voxbatch.models import ApiCall, Job
 
 
-def job_row(session: Session, job: Job) -> dict[str, Any]:
-    assert job.id is not None
+def job_rows(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Listing rows; the costs of all the jobs come from one query."""
+    costs = store.costs_by_job(session, [j.id for j in jobs if j.id is not None])
+    return [job_row(job, costs.get(job.id or 0, Decimal(0))) for job in jobs]
+
+
+def job_row(job: Job, cost_usd: Decimal) -> dict[str, Any]:
     return {
         "id": job.id,
         "state": job.state,
@@ -25,7 +31,7 @@ def job_row(session: Session, job: Job) -> dict[str, Any]:
         "audio_seconds": job.audio_seconds,
         "language": job.language,
         "attempts": job.attempts,
-        "cost_usd": store.job_cost(session, job.id),
+        "cost_usd": cost_usd,
         "error": job.error_message,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
@@ -55,7 +61,8 @@ def call_row(call: ApiCall) -> dict[str, Any]:
 
 def job_detail(session: Session, job: Job) -> dict[str, Any]:
     assert job.id is not None
-    data = job_row(session, job)
+    calls = store.calls_for(session, job.id)
+    data = job_row(job, sum((c.cost_usd or Decimal(0) for c in calls), Decimal(0)))
     transcript = store.transcript_for(session, job)
     data["transcript"] = None
     if transcript is not None and transcript.id is not None:
@@ -70,7 +77,7 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
                 for s in store.segments_for(session, transcript.id)
             ],
         }
-    data["api_calls"] = [call_row(c) for c in store.calls_for(session, job.id)]
+    data["api_calls"] = [call_row(c) for c in calls]
     data["history"] = [
         {"at": e.at, "kind": e.kind, "detail": e.detail} for e in store.events_for(session, job.id)
     ]

@@ -14,8 +14,17 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from voxbatch.errors import JobNotFoundError
-from voxbatch.models import ApiCall, Event, Job, JobState, Segment, Transcript, utcnow
+from voxbatch.errors import JobNotFoundError, one_line
+from voxbatch.models import (
+    TERMINAL_STATES,
+    ApiCall,
+    Event,
+    Job,
+    JobState,
+    Segment,
+    Transcript,
+    utcnow,
+)
 from voxbatch.outputs import TimedText
 
 
@@ -38,9 +47,9 @@ def create_job(
     size_bytes: int,
     inbox: str | None,
     output_dir: str | None,
+    primary: Job | None,
 ) -> Job:
-    """A new job; a copy of audio that already has (or is getting) a transcript is linked to it."""
-    primary = find_primary(session, content_sha256)
+    """A new job; a copy of audio that `primary` bought (or is buying) is linked to it."""
     job = Job(
         content_sha256=content_sha256,
         source_path=source_path,
@@ -91,13 +100,6 @@ def find_primary(session: Session, content_sha256: str) -> Job | None:
     ).first()
 
 
-def user_message(error: BaseException, limit: int = 300) -> str:
-    """One line a user can read: the first line of the message, bounded."""
-    text = str(error).strip() or type(error).__name__
-    first = text.splitlines()[0]
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
 def set_state(
     session: Session, job: Job, state: JobState, *, stage: str | None = None, detail: str = ""
 ) -> None:
@@ -107,7 +109,7 @@ def set_state(
     job.updated_at = utcnow()
     if state in (JobState.converting, JobState.streaming) and job.started_at is None:
         job.started_at = job.updated_at
-    if state in (JobState.done, JobState.failed, JobState.needs_review):
+    if state in TERMINAL_STATES:
         job.finished_at = job.updated_at
     session.add(job)
     add_event(session, state.value, detail, job_id=job.id)
@@ -115,7 +117,7 @@ def set_state(
 
 def fail_job(session: Session, job: Job, error: BaseException, *, hint: str = "") -> None:
     job.error_class = type(error).__name__
-    job.error_message = user_message(error) + (f" — {hint}" if hint else "")
+    job.error_message = one_line(error) + (f" — {hint}" if hint else "")
     set_state(session, job, JobState.failed, detail=job.error_message)
 
 
@@ -220,7 +222,19 @@ def events_for(session: Session, job_id: int) -> list[Event]:
 
 
 def job_cost(session: Session, job_id: int) -> Decimal:
-    return sum((c.cost_usd or Decimal(0) for c in calls_for(session, job_id)), Decimal(0))
+    return costs_by_job(session, [job_id])[job_id]
+
+
+def costs_by_job(session: Session, job_ids: Sequence[int]) -> dict[int, Decimal]:
+    """What each job's calls cost, in one query (money is exact text: summed here, not in SQL)."""
+    totals = {job_id: Decimal(0) for job_id in job_ids}
+    rows = session.exec(
+        select(col(ApiCall.job_id), col(ApiCall.cost_usd)).where(col(ApiCall.job_id).in_(job_ids))
+    ).all()
+    for job_id, cost in rows:
+        if job_id is not None and cost is not None:
+            totals[job_id] += cost
+    return totals
 
 
 def resolve_job(session: Session, ref: str) -> Job:
@@ -289,14 +303,6 @@ def search_transcripts(session: Session, match: str, *, limit: int = 20) -> list
         {"q": match, "limit": limit},
     )
     return [SearchHit(r[1], r[0], r[2], r[3], float(r[4])) for r in rows]
-
-
-def jobs_with_hash(session: Session, content_sha256: str) -> list[Job]:
-    return list(
-        session.exec(
-            select(Job).where(Job.content_sha256 == content_sha256).order_by(col(Job.id))
-        ).all()
-    )
 
 
 def all_calls(session: Session, since: datetime | None = None) -> list[ApiCall]:

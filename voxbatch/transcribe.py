@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -29,17 +28,16 @@ from mistralai.extra.exceptions import RealtimeTranscriptionException
 from mistralai.extra.realtime import RealtimeConnection, UnknownRealtimeEvent
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from voxbatch.audio import PCM_BYTES_PER_SECOND
+from voxbatch.audio import pcm_seconds
 from voxbatch.errors import (
     RETRYABLE_STATUS,
     AuthError,
     ProviderError,
     StreamIncompleteError,
     VoxbatchError,
+    one_line,
 )
 from voxbatch.outputs import TimedText
-
-log = logging.getLogger(__name__)
 
 _END = object()
 CLOSE_TIMEOUT_S = 2.0
@@ -61,11 +59,10 @@ class StreamProgress:
 
     bytes_sent: int = 0
     request_id: str | None = None
-    text: str = ""
 
     @property
     def seconds_sent(self) -> float:
-        return self.bytes_sent / PCM_BYTES_PER_SECOND
+        return pcm_seconds(self.bytes_sent)
 
 
 @dataclass(frozen=True)
@@ -308,7 +305,6 @@ class RealtimeTranscriber:
                     message = detail if isinstance(detail, str) else getattr(detail, "detail", "")
                     raise server_error(event.error.code, str(message))
                 if isinstance(event, TranscriptionStreamTextDelta):
-                    progress.text += event.text
                     if on_delta is not None:
                         on_delta(event.text)
                 elif isinstance(event, TranscriptionStreamLanguage):
@@ -323,7 +319,7 @@ class RealtimeTranscriber:
                     # pay again for the same surprise.
                     raise ProviderError(
                         f"the server's {event.type} message did not validate "
-                        f"({_first_line(event.error)}); is the SDK out of date?",
+                        f"({one_line(event.error, 200)}); is the SDK out of date?",
                         retryable=False,
                         hint="upgrade mistralai, or report the message to Mistral",
                     )
@@ -361,10 +357,6 @@ class _Liveness:
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last
-
-
-def _first_line(text: str | None) -> str:
-    return (text or "unknown problem").strip().splitlines()[0][:200]
 
 
 def _sender_error(exc: BaseException | None) -> BaseException:
