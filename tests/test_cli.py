@@ -77,15 +77,10 @@ def test_progress_bar_on_a_terminal() -> None:
     stream = Tty()
     reporter = StderrReporter(2, stream=stream)
 
-    # click.echo(err=True) writes to sys.stderr: point it at our fake terminal.
-    old, sys.stderr = sys.stderr, stream
-    try:
-        reporter.started(Path("/x/a.wav"), 10.0)
-        reporter.advanced(Path("/x/a.wav"), 5.0)
-        reporter._draw(force=True)
-        reporter.finished(FileOutcome(Path("/x/a.wav"), 1, "done", audio_seconds=10.0))
-    finally:
-        sys.stderr = old
+    reporter.started(Path("/x/a.wav"), 10.0)
+    reporter.advanced(Path("/x/a.wav"), 5.0)
+    reporter._draw(force=True)
+    reporter.finished(FileOutcome(Path("/x/a.wav"), 1, "done", audio_seconds=10.0))
     out = stream.getvalue()
     assert "50.0%" in out and "[1/2] ok      a.wav → job 1" in out
     assert "\r\x1b[2K[###############---------------]" in out  # a live bar, redrawn in place

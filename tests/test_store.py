@@ -8,7 +8,7 @@ import pytest
 
 from voxbatch import store
 from voxbatch.db import Database, open_database
-from voxbatch.errors import JobNotFoundError
+from voxbatch.errors import JobNotFoundError, one_line
 from voxbatch.models import JobState
 
 
@@ -21,7 +21,7 @@ def add_job(db: Database, sha: str, state: JobState = JobState.done) -> int:
     with db.write() as session:
         job = store.create_job(
             session, content_sha256=sha, source_path=f"/x/{sha[:6]}.wav", size_bytes=1,
-            inbox=None, output_dir=None,
+            inbox=None, output_dir=None, primary=store.find_primary(session, sha),
         )  # fmt: skip
         job.state = state
         assert job.id is not None
@@ -56,7 +56,8 @@ def test_a_bought_transcript_is_reused_even_if_its_job_failed(db: Database) -> N
         assert session.get_one(store.Job, second).duplicate_of == first
 
 
-def test_user_message_is_one_bounded_line() -> None:
+def test_one_line_is_one_bounded_line() -> None:
     err = RuntimeError("first line\n[SQL: SELECT ...]\nparameters")
-    assert store.user_message(err) == "first line"
-    assert len(store.user_message(RuntimeError("x" * 1000), 50)) == 50
+    assert one_line(err) == "first line"
+    assert len(one_line(RuntimeError("x" * 1000), 50)) == 50
+    assert one_line(None) == "unknown problem" and one_line(KeyError()) == "KeyError"
