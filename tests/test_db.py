@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
-from voxbatch.db import Database, fts_query, open_database, open_database_url
+from voxbatch.db import Database, fts_query, open_database
 from voxbatch.errors import DatabaseError
 from voxbatch.migrations import MIGRATIONS, Migration, applied_migrations, run_migrations
 from voxbatch.models import ApiCall, Job, JobState, Transcript
@@ -288,16 +288,6 @@ def test_read_only_directory(tmp_path: Path) -> None:
             open_database(tmp_path / "voxbatch.db")
     finally:
         tmp_path.chmod(0o700)
-
-
-def test_open_database_url(tmp_path: Path) -> None:
-    with open_database_url(f"sqlite:///{tmp_path / 'u.db'}") as db:
-        assert db.path == tmp_path / "u.db"
-        assert applied_migrations(db) == ["m001_initial"]
-    with pytest.raises(DatabaseError, match="unsupported"):
-        open_database_url("postgresql://user:secret@host/db")
-    with pytest.raises(DatabaseError, match="not a database URL"):
-        open_database_url("::nonsense::")
 
 
 # --- migrations ----------------------------------------------------------------------------

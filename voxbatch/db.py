@@ -20,7 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from voxbatch.errors import DatabaseError
@@ -109,21 +108,6 @@ def open_database(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Data
         db.close()
         raise
     return db
-
-
-def open_database_url(url: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
-    """Open a database by URL. Only `sqlite:///PATH` works today; a PostgreSQL branch will
-    build its own engine (no pragmas, plain BEGIN) and share `Database` and the migrations."""
-    try:
-        parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise DatabaseError(f"not a database URL: {url!r}") from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return open_database(Path(parsed.database), busy_timeout_ms=busy_timeout_ms)
-    raise DatabaseError(
-        f"unsupported database URL {parsed.render_as_string(hide_password=True)}",
-        hint="use sqlite:///PATH/voxbatch.db",
-    )
 
 
 def fts_query(text: str, *, prefix_last: bool = True) -> str:

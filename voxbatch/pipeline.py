@@ -452,6 +452,7 @@ class Pipeline:
                 path,
                 ffmpeg=self.ffmpeg,
                 chunk_bytes=chunk_bytes_for(self.settings.daemon.pace),
+                timeout_s=_conversion_timeout(duration),
             ),
         )
         try:
@@ -601,6 +602,11 @@ def chunk_bytes_for(pace: float) -> int:
         return audio.MAX_CHUNK_BYTES
     size = int(audio.PCM_BYTES_PER_SECOND * 0.2 * pace) // 2 * 2
     return max(640, min(audio.MAX_CHUNK_BYTES, size))
+
+
+def _conversion_timeout(duration: float | None) -> float:
+    """Time ffmpeg may make us wait in all (decoding runs at 100x real time and more)."""
+    return 120 + (duration or 3600)
 
 
 def _deadline(duration: float | None, pace: float) -> float | None:
