@@ -6,7 +6,7 @@ Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daem
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from voxbatch.config import OUTPUT_FORMATS, Settings, load_settings, masked
 from voxbatch.costs import format_usd
 from voxbatch.db import Database, fts_query, open_database
 from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.logs import configure_logging
 from voxbatch.models import JobState
 from voxbatch.render import emit, emit_json, segment_line, table
 
@@ -40,7 +41,10 @@ class App:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(config_file=self.config_file, overrides=self.overrides)
-            configure_logging(self._settings.log_level)
+            secret = None
+            with contextlib.suppress(VoxbatchError):
+                secret = self._settings.api_key()
+            configure_logging(self._settings.log_level, secret=secret)
         return self._settings
 
     @property
@@ -48,15 +52,6 @@ class App:
         if self._db is None:
             self._db = open_database(self.settings.db_path)
         return self._db
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    # These log request headers (the API key) at DEBUG: never let them.
-    for noisy in ("websockets", "httpx", "httpx2", "httpcore", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str, *, hint: str = "", code: int = EXIT_FAILED) -> NoReturn:
@@ -195,6 +190,23 @@ def process(
         click.echo(table(rows, ["job_id", "state", "file", "audio_seconds", "cost_usd", "error"]))
     if not all(o.ok for o in outcomes):
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process what is in the inboxes now, then exit.")
+@click.pass_obj
+def run(app: App, once: bool) -> None:
+    """The daemon: watch the inboxes and process what arrives, until SIGTERM.
+
+    Exits 3 when it cannot start; with --once, exits 1 if any file failed.
+    """
+    from voxbatch.daemon import Daemon
+
+    try:
+        daemon = Daemon(app.settings, app.db, once=once)
+    except VoxbatchError as exc:
+        fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
+    sys.exit(asyncio.run(daemon.run()))
 
 
 JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "created_at"]
@@ -403,3 +415,5 @@ def _register_emulator() -> None:
 
 
 _register_emulator()
+
+from voxbatch import cli_ops  # noqa: E402,F401  (registers the operations commands)

@@ -50,6 +50,12 @@ class MistralSettings(_Strict):
         return v.rstrip("/")
 
 
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    *("mp3", "wav", "m4a", "aac", "flac", "ogg", "oga", "opus", "wma", "amr", "aif", "aiff"),
+    *("mka", "webm", "mp4", "m4v", "mkv", "mov", "avi", "mpg", "mpeg", "ts", "3gp", "wmv"),
+)
+
+
 class DaemonSettings(_Strict):
     concurrency: int = Field(default=4, ge=1, le=64)
     pace: float = Field(default=0.0, ge=0)
@@ -62,6 +68,26 @@ class DaemonSettings(_Strict):
     retry_initial_s: float = Field(default=1.0, ge=0)
     retry_max_s: float = Field(default=60.0, ge=0)
     lease_seconds: float = Field(default=60.0, ge=5)
+    # When the in-process attempts run out, the job waits in the queue this long (x4 each
+    # time, at most an hour) and tries again, up to `max_requeues` times, then fails.
+    requeue_delay_s: float = Field(default=300.0, ge=0)
+    max_requeues: int = Field(default=3, ge=0, le=50)
+    # After a crash, a paid stage whose result is unknown is bought again automatically only
+    # when that costs at most this much; dearer ones wait in `needs_review` for an operator.
+    review_above_usd: Decimal = Field(default=Decimal("0.50"), ge=0)
+    # This many provider failures in a row open the circuit: no new claims, probes only.
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_probe_s: float = Field(default=30.0, gt=0)
+    # Only these extensions are taken from an inbox (lower case, no dot).
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _exts(cls, v: Any) -> Any:
+        items = _split_list(v)
+        if isinstance(items, list | tuple):
+            return tuple(str(e).lower().lstrip(".") for e in items)
+        return items
 
 
 class InboxProfile(_Strict):

@@ -178,7 +178,35 @@ m001_initial = Migration(
     },
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial,)
+# The daemon: file lifecycle columns on job, and the table of running workers.
+m002_daemon = Migration(
+    name="m002_daemon",
+    sql={
+        "sqlite": (
+            "ALTER TABLE job ADD COLUMN rel_path VARCHAR",
+            "ALTER TABLE job ADD COLUMN work_path VARCHAR",
+            "ALTER TABLE job ADD COLUMN move_from VARCHAR",
+            "ALTER TABLE job ADD COLUMN move_to VARCHAR",
+            "ALTER TABLE job ADD COLUMN final_path VARCHAR",
+            "ALTER TABLE job ADD COLUMN requeues INTEGER DEFAULT '0' NOT NULL",
+            "ALTER TABLE job ADD COLUMN wait_reason VARCHAR",
+            "ALTER TABLE job ADD COLUMN partial_text VARCHAR",
+            """
+            CREATE TABLE worker (
+                owner VARCHAR NOT NULL,
+                started_at DATETIME NOT NULL,
+                heartbeat_at DATETIME NOT NULL,
+                state VARCHAR(20) NOT NULL,
+                provider VARCHAR(20) NOT NULL,
+                detail VARCHAR NOT NULL,
+                PRIMARY KEY (owner)
+            )
+            """,
+        ),
+    },
+)
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_daemon)
 
 
 def run_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:

@@ -120,6 +120,36 @@ class Job(SQLModel, table=True):
     )
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+    # The daemon's file lifecycle (m002): where the original came from inside its inbox,
+    # where it sits while in progress, and a move that was planned but maybe not made yet
+    # (recorded before the move, so a crash between the two is reconciled at startup).
+    rel_path: str | None = None
+    work_path: str | None = None
+    move_from: str | None = None
+    move_to: str | None = None
+    final_path: str | None = None
+    # Times the job went back to the queue after its in-process retries ran out.
+    requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    wait_reason: str | None = None
+    # The text received so far while streaming, for `tail --follow`.
+    partial_text: str | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A running daemon: what `status` shows about the queue's workers and the provider."""
+
+    __tablename__ = "worker"
+
+    owner: str = Field(primary_key=True)
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    heartbeat_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    state: str = Field(default="starting", max_length=20)
+    provider: str = Field(default="ok", max_length=20)
+    detail: str = ""
 
 
 class Transcript(SQLModel, table=True):

@@ -12,8 +12,6 @@ import contextlib
 import logging
 import math
 import os
-import socket
-import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +43,7 @@ from voxbatch.errors import (
 from voxbatch.ffmpeg import check_regular_file, find_ffmpeg
 from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
+from voxbatch.queue import owner_name, settle_abandoned_calls
 from voxbatch.transcribe import (
     ClientSettings,
     RealtimeTranscriber,
@@ -118,9 +117,7 @@ def default_transcriber(settings: Settings) -> TranscriberFactory:
 class _RunState:
     """What the jobs of one run share: the worker's identity and who is waiting on whom."""
 
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    )
+    owner: str = field(default_factory=owner_name)
     finished: dict[int, asyncio.Event] = field(default_factory=dict)
     auth_error: AuthError | None = None
 
@@ -133,6 +130,7 @@ class Pipeline:
         *,
         transcriber: TranscriberFactory | None = None,
         reporter: Reporter | None = None,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -142,13 +140,18 @@ class Pipeline:
         self.ffmpeg = find_ffmpeg(settings.ffmpeg)
         # A model without a price would be noticed only after paying for it: refuse now.
         stt_charge(settings.prices, settings.mistral.transcription_model, 0)
-        self._run = _RunState()
+        self._run = _RunState() if owner is None else _RunState(owner=owner)
 
     @property
     def transcriber(self) -> RealtimeTranscriber:
         if self._transcriber is None:
             self._transcriber = self._make_transcriber()
         return self._transcriber
+
+    def reset_client(self) -> None:
+        """Forget a refused key and the client built with it: the next call reads the key anew."""
+        self._run.auth_error = None
+        self._transcriber = None
 
     async def process_paths(
         self,
@@ -262,17 +265,7 @@ class Pipeline:
         Nobody knows how much audio it sent before dying; the file's length is the most that
         can have been billed, so that is what the ledger shows, marked estimated.
         """
-        assert job.id is not None
-        for call in store.calls_for(session, job.id):
-            if call.outcome != "started" or call.id is None:
-                continue
-            seconds = math.ceil(job.audio_seconds or 0)
-            charge = stt_charge(self.settings.prices, call.model, seconds)
-            store.finish_call(
-                session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
-                price_basis=charge.price_basis, estimated=True, audio_seconds=seconds,
-                error_detail="its worker stopped before the call finished",
-            )  # fmt: skip
+        settle_abandoned_calls(session, self.settings, job)
         job.error_class = "Abandoned"
         job.error_message = "its worker stopped before finishing; a new job took over"
         job.lease_owner = None
@@ -302,15 +295,7 @@ class Pipeline:
                 job.error_message = reason
                 store.set_state(session, job, JobState.failed, detail=reason)
                 return FileOutcome(path, job_id, JobState.failed, primary_id, error=reason)
-            job.language = primary.language
-            job.audio_seconds = primary.audio_seconds
-            store.set_state(
-                session,
-                job,
-                JobState.transcribed,
-                stage="publish",
-                detail=f"linked to the transcript of job {primary_id}",
-            )
+            link_to_primary(session, job, primary)
         return self._publish(job_id, profile, out_dir, path)
 
     async def _wait_for(self, job_id: int) -> Job:
@@ -334,24 +319,9 @@ class Pipeline:
     async def _transcribe_job(
         self, job_id: int, path: Path, profile: InboxProfile, out_dir: Path
     ) -> FileOutcome:
-        heartbeat = asyncio.create_task(self._heartbeat(job_id))
         try:
-            with self.db.write() as session:
-                store.set_state(
-                    session, session.get_one(Job, job_id), JobState.converting, stage="probe"
-                )
-            info = await audio.probe(path, ffmpeg=self.ffmpeg)
-            with self.db.write() as session:
-                job = session.get_one(Job, job_id)
-                job.audio_seconds = info.duration_seconds
-                store.set_state(
-                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
-                )
-            self.reporter.started(path, info.duration_seconds)
-            await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
+            await self.transcribe(job_id, path, profile)
         except BaseException as exc:
-            if isinstance(exc, AuthError):
-                self._run.auth_error = exc
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
                 if isinstance(exc, VoxbatchError):
@@ -372,11 +342,33 @@ class Pipeline:
             if isinstance(exc, Exception):
                 return outcome
             raise
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
         return self._publish(job_id, profile, out_dir, path)
+
+    async def transcribe(self, job_id: int, path: Path, profile: InboxProfile) -> None:
+        """Probe and transcribe with retries, under a renewed lease; raises when it fails.
+
+        The caller decides what a failure means for the job (failed now, or back to the queue).
+        """
+        heartbeat = asyncio.create_task(self._heartbeat(job_id))
+        try:
+            with self.db.write() as session:
+                store.set_state(
+                    session, session.get_one(Job, job_id), JobState.converting, stage="probe"
+                )
+            info = await audio.probe(path, ffmpeg=self.ffmpeg)
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                job.audio_seconds = info.duration_seconds
+                store.set_state(
+                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
+                )
+            self.reporter.started(path, info.duration_seconds)
+            await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
+        except AuthError as exc:
+            self._run.auth_error = exc
+            raise
+        finally:
+            await _stop(heartbeat)
 
     async def _heartbeat(self, job_id: int) -> None:
         interval = self.settings.daemon.lease_seconds / 3
@@ -446,6 +438,8 @@ class Pipeline:
             pace=self.settings.daemon.pace,
         )
         progress = StreamProgress()
+        live = _LiveText(self.db, job_id)
+        flusher = asyncio.create_task(live.run())
         pcm = self._counted(
             path,
             audio.stream_pcm(
@@ -460,9 +454,11 @@ class Pipeline:
                 pcm,
                 options,
                 progress=progress,
+                on_delta=live.append,
                 deadline_s=_deadline(duration, self.settings.daemon.pace),
             )
         except BaseException as exc:
+            await _stop(flusher)
             billed = math.ceil(progress.seconds_sent)
             charge = stt_charge(prices, model, billed)
             with self.db.write() as session:
@@ -479,9 +475,11 @@ class Pipeline:
                 )
                 store.add_event(session, "stream_failed", one_line(exc), job_id=job_id)
             raise
+        await _stop(flusher)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
+            job.partial_text = None
             store.finish_call(
                 session,
                 call_id,
@@ -527,16 +525,9 @@ class Pipeline:
     def _publish(
         self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
-        with self.db.read() as session:
-            doc = document_for(session, session.get_one(Job, job_id))
-        try:  # files are written outside any transaction: no lock held during disk I/O
-            written = tuple(write_outputs(doc, out_dir, profile.outputs))
-        except OSError as exc:
-            error = VoxbatchError(
-                f"cannot write results to {display_path(out_dir)}: {exc.strerror}",
-                hint=f"the transcript is saved: `voxbatch export {job_id}` or processing the "
-                "file again writes them at no cost",
-            )
+        try:
+            written = self.write_results(job_id, profile, out_dir)
+        except VoxbatchError as error:
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
                 store.fail_job(session, job, error, hint=error.hint)
@@ -545,16 +536,7 @@ class Pipeline:
                 )
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            job.lease_owner = None
-            job.lease_expires_at = None
-            job.error_class = job.error_message = None
-            store.set_state(
-                session,
-                job,
-                JobState.done,
-                stage="done",
-                detail="wrote " + ", ".join(p.name for p in written),
-            )
+            mark_done(session, job, written)
             return FileOutcome(
                 path,
                 job_id,
@@ -565,6 +547,72 @@ class Pipeline:
                 cost_usd=store.job_cost(session, job_id),
                 language=job.language,
             )
+
+    def write_results(self, job_id: int, profile: InboxProfile, out_dir: Path) -> tuple[Path, ...]:
+        """The output files; raises VoxbatchError (with a hint) when they cannot be written."""
+        with self.db.read() as session:
+            doc = document_for(session, session.get_one(Job, job_id))
+        try:  # files are written outside any transaction: no lock held during disk I/O
+            return tuple(write_outputs(doc, out_dir, profile.outputs))
+        except OSError as exc:
+            raise VoxbatchError(
+                f"cannot write results to {display_path(out_dir)}: {exc.strerror}",
+                hint=f"the transcript is saved: `voxbatch export {job_id}` or processing the "
+                "file again writes them at no cost",
+            ) from exc
+
+
+def link_to_primary(session: store.Session, job: Job, primary: Job) -> None:
+    """A copy of audio already bought: its transcript is shared, nothing is paid."""
+    job.language = primary.language
+    job.audio_seconds = primary.audio_seconds
+    store.set_state(
+        session,
+        job,
+        JobState.transcribed,
+        stage="publish",
+        detail=f"linked to the transcript of job {primary.id}",
+    )
+
+
+def mark_done(session: store.Session, job: Job, written: Sequence[Path]) -> None:
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.error_class = job.error_message = job.wait_reason = None
+    job.partial_text = None
+    store.set_state(
+        session,
+        job,
+        JobState.done,
+        stage="done",
+        detail="wrote " + ", ".join(p.name for p in written) if written else "no outputs",
+    )
+
+
+class _LiveText:
+    """The deltas received so far, written to the job once a second for `tail --follow`."""
+
+    def __init__(self, db: Database, job_id: int, interval: float = 1.0) -> None:
+        self.db, self.job_id, self.interval = db, job_id, interval
+        self.parts: list[str] = []
+        self._written = -1
+
+    def append(self, text: str) -> None:
+        self.parts.append(text)
+
+    async def run(self) -> None:
+        while True:
+            if len(self.parts) != self._written:
+                self._written = len(self.parts)
+                with self.db.write() as session:
+                    session.get_one(Job, self.job_id).partial_text = "".join(self.parts)
+            await asyncio.sleep(self.interval)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def document_for(session: store.Session, job: Job) -> TranscriptDocument:

@@ -33,6 +33,10 @@ def job_row(job: Job, cost_usd: Decimal) -> dict[str, Any]:
         "attempts": job.attempts,
         "cost_usd": cost_usd,
         "error": job.error_message,
+        "waiting": job.wait_reason if job.state == "queued" else None,
+        "not_before": job.not_before,
+        "requeues": job.requeues,
+        "original_now": job.final_path or job.work_path,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
     }

@@ -159,6 +159,20 @@ class RealtimeTranscriber:
         except RealtimeTranscriptionException as exc:
             raise connect_error(exc) from exc
 
+    async def handshake(self, model: str) -> str | None:
+        """Open a session and close it without sending audio: proves URL, key and model work.
+
+        Nothing is transcribed, so nothing is billed. Returns the server's request id.
+        """
+        try:
+            connection = await self._connect(StreamOptions(model=model))
+        except VoxbatchError as exc:
+            raise self.redact(exc) from None
+        try:
+            return connection.request_id
+        finally:
+            await _close(connection, polite=True)
+
     def redact(self, exc: BaseException) -> BaseException:
         """Errors can quote request headers (a malformed key, say): never let the key through."""
         key = self._settings.api_key

@@ -1,0 +1,171 @@
+"""Commands for operating the daemon: status, why, tail, retry, doctor."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from voxbatch import ops, store
+from voxbatch.cli import EXIT_FAILED, App, json_option, main
+from voxbatch.costs import format_usd
+from voxbatch.errors import VoxbatchError
+from voxbatch.models import TERMINAL_STATES, Job
+from voxbatch.render import emit_json, table
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Queue depth, jobs in progress and waiting, failures, spend, and the provider's state."""
+    with app.db.read() as session:
+        data = ops.status_report(session)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"queued:        {data['queued']} ({data['runnable']} runnable now)")
+    click.echo(f"in progress:   {len(data['in_progress'])}")
+    click.echo(f"done:          {data['done']}")
+    click.echo(f"failed:        {data['failed']}")
+    click.echo(f"needs review:  {data['needs_review']}")
+    if data["oldest_waiting"] is not None:
+        click.echo(f"oldest queued: {ops.age(data['oldest_waiting'])} ago")
+    click.echo(f"spent today:   {format_usd(data['spend_today_usd'])}")
+    click.echo(f"spent month:   {format_usd(data['spend_month_usd'])}")
+    click.echo(f"provider:      {data['provider']}")
+    if data["in_progress"]:
+        click.echo("\nIn progress:")
+        click.echo(table(data["in_progress"], ["id", "state", "stage", "file"]))
+    if data["waiting"]:
+        click.echo("\nWaiting:")
+        click.echo(table(data["waiting"], ["id", "file", "until", "reason"], max_width=100))
+
+
+@main.command()
+@click.argument("path")
+@json_option
+@click.pass_obj
+def why(app: App, path: str, as_json: bool) -> None:
+    """Everything voxbatch decided about the file at PATH (or with that name)."""
+    with app.db.read() as session:
+        story = ops.why(session, path)
+        jobs = [
+            {
+                "id": j.id,
+                "state": j.state,
+                "file": j.source_name,
+                "now_at": ops.where_now(j),
+                "duplicate_of": j.duplicate_of,
+                "error": j.error_message,
+                "waiting": j.wait_reason if j.state == "queued" else None,
+            }
+            for j in story.jobs
+        ]
+        events = [
+            {"at": e.at, "job_id": e.job_id, "path": e.path, "kind": e.kind, "detail": e.detail}
+            for e in story.events
+        ]
+    if as_json:
+        emit_json({"path": path, "jobs": jobs, "events": events})
+        return
+    if not jobs and not events:
+        click.echo(f"voxbatch has no record of {path}", err=True)
+        sys.exit(EXIT_FAILED)
+    for job in jobs:
+        line = f"job {job['id']}: {job['state']} — {job['file']} is at {job['now_at']}"
+        click.echo(line)
+        for key in ("duplicate_of", "waiting", "error"):
+            if job[key]:
+                click.echo(f"  {key.replace('_', ' ')}: {job[key]}")
+    click.echo("")
+    for ev in events:
+        who = f"job {ev['job_id']}" if ev["job_id"] else (ev["path"] or "")
+        click.echo(f"{ev['at']:%Y-%m-%d %H:%M:%S}  {who:<8} {ev['kind']:<14} {ev['detail']}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+@click.option("--interval", type=float, default=0.5, hidden=True)
+@click.pass_obj
+def tail(app: App, job: str, follow: bool, interval: float) -> None:
+    """The partial transcript of JOB while it is streaming (the final one once done)."""
+    shown = 0
+    announced = ""
+    while True:
+        with app.db.read() as session:
+            found = store.resolve_job(session, job)
+            transcript = store.transcript_for(session, found)
+            text = transcript.text if transcript is not None else (found.partial_text or "")
+            state, reason = found.state, found.wait_reason
+            ended = transcript is not None or found.state in TERMINAL_STATES
+        if len(text) > shown:
+            click.echo(text[shown:], nl=False)
+            shown = len(text)
+        elif len(text) < shown:  # a new attempt started over
+            click.echo(f"\n[attempt restarted]\n{text}", nl=False)
+            shown = len(text)
+        note = f"[{state}{': ' + reason if reason and state == 'queued' else ''}]"
+        if note != announced and not ended:
+            click.echo(note, err=True)
+            announced = note
+        if ended or not follow:
+            break
+        time.sleep(interval)
+    click.echo("")
+    if found.state == "failed":
+        click.echo(f"[failed: {found.error_message}]", err=True)
+
+
+@main.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed job.")
+@click.pass_obj
+def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:
+    """Queue failed or needs-review JOBs again (their originals go back to work/)."""
+    if not jobs and not all_failed:
+        raise click.UsageError("name at least one JOB, or use --failed")
+    with app.db.read() as session:
+        ids = [store.resolve_job(session, j).id for j in jobs]
+        if all_failed:
+            ids += ops.failed_ids(session)
+    problems = 0
+    for job_id in dict.fromkeys(i for i in ids if i is not None):
+        try:
+            click.echo(ops.retry(app.db, app.settings, job_id))
+        except VoxbatchError as exc:
+            problems += 1
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+    if ids:
+        click.echo("a running `voxbatch run` picks them up; or run `voxbatch run --once`", err=True)
+    if problems:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def doctor(app: App, as_json: bool) -> None:
+    """Check ffmpeg, the key, a real API handshake, the database and the folders."""
+    from voxbatch.doctor import run_checks
+
+    checks = run_checks(app.settings)
+    rows = [
+        {"check": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint or None} for c in checks
+    ]
+    if as_json:
+        emit_json(rows)
+    else:
+        for c in checks:
+            click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<14} {c.detail}")
+            if c.hint:
+                click.echo(f"{'':20}hint: {c.hint}")
+    if not all(c.ok for c in checks):
+        sys.exit(EXIT_FAILED)
+
+
+__all__ = ["Job", "doctor", "retry", "status", "tail", "why"]

@@ -1,0 +1,640 @@
+"""`voxbatch run`: watch the inboxes, claim ready files, process them, file the originals.
+
+One event loop runs everything: the supervised watcher (hints), the intake (stability and
+claim by move), the dispatcher (bounded concurrency, circuit breaker, key pause), and the
+housekeeping (leases, recovery, worker heartbeat, sd_notify). Every original ends in exactly
+one of done/, failed/ or quarantine/, or waits in work/ while its job is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlmodel import col, func, select
+
+from voxbatch import audio, queue, store
+from voxbatch.breaker import Breaker
+from voxbatch.config import Settings
+from voxbatch.costs import format_usd
+from voxbatch.db import Database
+from voxbatch.errors import AuthError, VoxbatchError, is_retryable, one_line
+from voxbatch.folders import Inbox, free_destination, move, prepare, work_name, write_note
+from voxbatch.models import Job, JobState, utcnow
+from voxbatch.notify import Notifier
+from voxbatch.pipeline import (
+    Pipeline,
+    TranscriberFactory,
+    default_transcriber,
+    display_path,
+    internal_error,
+    link_to_primary,
+    mark_done,
+)
+from voxbatch.scan import StabilityTracker, Verdict, classify, scan
+from voxbatch.watch import Supervisor, needs_polling
+
+log = logging.getLogger(__name__)
+
+# Errors that depend only on the file's bytes: a copy of the same audio would fail the same way.
+CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
+
+
+@dataclass
+class _AuthPause:
+    key: str
+    message: str
+    since: float = field(default_factory=time.monotonic)
+    last_probe: float = field(default_factory=time.monotonic)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        once: bool = False,
+        transcriber: TranscriberFactory | None = None,
+        notifier: Notifier | None = None,
+        tick_s: float = 0.25,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.once = once
+        self.tick_s = min(tick_s, max(0.05, settings.daemon.stable_seconds / 2))
+        self.owner = queue.owner_name()
+        self.notifier = notifier or Notifier()
+        self.boxes = prepare(settings)
+        self.api_key = settings.api_key()
+        self._make_transcriber = transcriber or default_transcriber(settings)
+        self.pipeline = Pipeline(settings, db, transcriber=self._make_transcriber, owner=self.owner)
+        self.tracker = StabilityTracker(settings.daemon.stable_seconds)
+        self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
+        self.auth_pause: _AuthPause | None = None
+        self.hints: set[bytes] = set()
+        self.rescan_due = True
+        self.noted: set[bytes] = set()  # unsupported names already reported
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self.outcomes: Counter[str] = Counter()
+        self.draining = False
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._force = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Until SIGTERM/SIGINT (or, with --once, until nothing is left to do). The exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self, sig: int | None = None) -> None:
+        if self._stop.is_set():
+            self._force = True  # a second signal: no more draining
+            log.warning("second stop signal: cancelling the jobs still running")
+            for task in self.running.values():
+                task.cancel()
+            return
+        name = signal.Signals(sig).name if sig else "request"
+        log.info("stopping (%s): no new claims; draining for up to %g s", name, self.drain_s)
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def drain_s(self) -> float:
+        return self.settings.daemon.drain_seconds
+
+    async def _run(self) -> int:
+        queue.beat(self.db, self.owner, state="starting", provider="ok", detail="")
+        for item in queue.reconcile_moves(self.db):
+            log.info("job %s: %s", item.job_id, item.action)
+        self._recover()
+        folders = [b.root for b in self.boxes]
+        polling = needs_polling(self.settings.daemon.watch_mode, folders)
+        watcher: asyncio.Task[None] | None = None
+        supervisor = Supervisor(
+            folders, polling=polling, hint=self.hints.add, rescan=self._ask_rescan
+        )
+        if not self.once:
+            watcher = asyncio.create_task(supervisor.run(self._stop))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(supervisor.started.wait(), 3.0)
+        self._rescan()  # after the watcher started: nothing dropped in between is missed
+        log.info(
+            "voxbatch %s: watching %s (%s), %d worker(s)",
+            "run --once" if self.once else "run",
+            ", ".join(str(f) for f in folders),
+            "polling" if polling else "inotify",
+            self.settings.daemon.concurrency,
+        )
+        helpers = [
+            asyncio.create_task(self._intake_loop()),
+            asyncio.create_task(self._housekeeping_loop()),
+        ]
+        self.notifier.ready(self._status_line())
+        try:
+            await self._dispatch_loop()
+            await self._drain()
+        finally:
+            self._stop.set()
+            for task in helpers:
+                task.cancel()
+            for task in [*helpers, *([watcher] if watcher else [])]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            queue.forget_worker(self.db, self.owner)
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(self.outcomes.items()))
+        log.info("voxbatch stopped: %s", summary or "no jobs finished")
+        if self.once and self.auth_pause is not None:
+            return 1
+        return 1 if self.once and self.outcomes.get(JobState.failed, 0) else 0
+
+    async def _drain(self) -> None:
+        self.draining = True
+        self.notifier.stopping(f"draining {len(self.running)} job(s)")
+        if not self.running:
+            return
+        log.info("waiting up to %g s for %d running job(s)", self.drain_s, len(self.running))
+        _, pending = await asyncio.wait(list(self.running.values()), timeout=self.drain_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.info("%d job(s) returned to the queue at the drain deadline", len(pending))
+
+    # --- intake: hints, stability, claim by move ----------------------------------------------
+
+    def _ask_rescan(self) -> None:
+        self.rescan_due = True
+
+    def _rescan(self) -> None:
+        self.rescan_due = False
+        for box in self.boxes:
+            for found in scan(
+                box.root,
+                recursive=box.profile.recursive,
+                extensions=self.settings.daemon.extensions,
+            ):
+                if found.verdict is Verdict.candidate:
+                    self.hints.add(found.path)
+                elif found.verdict is Verdict.quarantine:
+                    self._quarantine(box, found.path, found.rel, found.reason)
+                elif found.verdict is Verdict.unsupported:
+                    self._note_unsupported(found.path, found.reason)
+
+    async def _intake_loop(self) -> None:
+        last_scan = time.monotonic()
+        while not self._stop.is_set():
+            if (
+                self.rescan_due
+                or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
+            ):
+                last_scan = time.monotonic()
+                self._rescan()
+            await self._intake_pass()
+            await asyncio.sleep(self.tick_s)
+
+    async def _intake_pass(self) -> None:
+        paths = set(self.tracker.paths()) | self.hints
+        self.hints = set()
+        for path in sorted(paths):
+            if self._stop.is_set():
+                return
+            try:
+                await self._consider(path)
+            except Exception:  # one odd file must never stop the intake
+                log.exception("could not handle %s", display_path(Path(os.fsdecode(path))))
+                self.tracker.forget(path)
+
+    def _locate(self, path: bytes) -> tuple[Inbox, bytes] | None:
+        for box in sorted(self.boxes, key=lambda b: len(str(b.root)), reverse=True):
+            root = os.fsencode(box.root)
+            if path.startswith(root.rstrip(b"/") + b"/"):
+                rel = path[len(root.rstrip(b"/")) + 1 :]
+                parts = rel.split(b"/")
+                if any(p.startswith(b".") for p in parts):
+                    return None  # .incoming/ and other dot-folders are producers' space
+                if len(parts) > 1 and not box.profile.recursive:
+                    return None
+                return box, rel
+        return None
+
+    async def _consider(self, path: bytes) -> None:
+        located = self._locate(path)
+        if located is None:
+            self.tracker.forget(path)
+            return
+        box, rel = located
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.tracker.forget(path)
+            return
+        if stat.S_ISDIR(st.st_mode):  # a folder moved in: look inside
+            if box.profile.recursive:
+                self._ask_rescan()
+            return
+        found = classify(path, rel, st, self.settings.daemon.extensions)
+        if found.verdict is Verdict.quarantine:
+            self.tracker.forget(path)
+            self._quarantine(box, path, rel, found.reason)
+        elif found.verdict is Verdict.unsupported:
+            self.tracker.forget(path)
+            self._note_unsupported(path, found.reason)
+        elif found.verdict is Verdict.candidate:
+            if self.tracker.observe(path, st, time.monotonic()):
+                self.tracker.forget(path)
+                await self._claim(box, path, rel, st)
+        else:
+            self.tracker.forget(path)
+
+    def _note_unsupported(self, path: bytes, reason: str) -> None:
+        if path in self.noted:
+            return
+        self.noted.add(path)
+        shown = display_path(Path(os.fsdecode(path)))
+        log.info("left alone: %s (%s)", shown, reason)
+        with self.db.write() as session:
+            store.add_event(session, "ignored", f"left in the inbox: {reason}", path=shown)
+
+    def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
+        dst = free_destination(self.settings.folder("quarantine"), rel)
+        shown = display_path(Path(os.fsdecode(path)))
+        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
+        write_note(
+            note,
+            f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+            f"why: {reason}\n"
+            "what to do: voxbatch never processes this. Give it a plain UTF-8 name, or copy "
+            "the real file (not a link) into the inbox.\n",
+        )
+        move(path, dst)
+        log.warning("quarantined %s: %s", shown, reason)
+        with self.db.write() as session:
+            store.add_event(
+                session, "quarantined", f"{reason}; moved to {display_path(dst)}", path=shown
+            )
+        self.outcomes["quarantined"] += 1
+
+    async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
+        src = Path(os.fsdecode(path))
+        sha = await audio.file_sha256(src)
+        rel_text = os.fsdecode(rel)
+        out_dir = self.settings.folder("outbox") / Path(rel_text).parent
+        with self.db.write() as session:
+            primary = store.find_primary(session, sha)
+            job = store.create_job(
+                session,
+                content_sha256=sha,
+                source_path=display_path(src),
+                size_bytes=st.st_size,
+                inbox=box.name,
+                output_dir=str(out_dir),
+                primary=primary,
+            )
+            assert job.id is not None
+            job_id = job.id
+            job.rel_path = rel_text
+            dst = self.settings.folder("work") / work_name(job.id, src.name)
+            queue.plan_move(session, job, src, dst)
+        move(src, dst)  # a crash between plan and move is finished by reconcile_moves
+        after = os.lstat(dst)
+        changed = (after.st_size, after.st_mtime_ns, after.st_ino) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+        )
+        # Written to while we hashed it: what counts is what we now hold.
+        new_sha = await audio.file_sha256(dst) if changed else sha
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            job.content_sha256, job.size_bytes = new_sha, after.st_size
+            job.work_path = str(dst)
+            job.move_from = job.move_to = None
+            store.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
+        log.info("claimed %s as job %s", display_path(src), job_id)
+        self._wake.set()
+
+    # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
+
+    def _may_claim(self) -> bool:
+        if self._stop.is_set() or self.auth_pause is not None:
+            return False
+        if len(self.running) >= self.settings.daemon.concurrency:
+            return False
+        return self.breaker.allow()
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            started = False
+            if self._may_claim():
+                job_id = queue.claim_next(self.db, self.owner, self.settings.daemon.lease_seconds)
+                if job_id is not None:
+                    task = asyncio.create_task(self._run_job(job_id))
+                    self.running[job_id] = task
+                    task.add_done_callback(self._job_ended)
+                    started = True
+                elif self.breaker.probing:
+                    self.breaker.release()
+            if started:
+                continue
+            if self.once and self._idle():
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    def _job_ended(self, task: asyncio.Task[None]) -> None:
+        for job_id, running in list(self.running.items()):
+            if running is task:
+                del self.running[job_id]
+        self._wake.set()
+
+    def _idle(self) -> bool:
+        """--once: nothing running, nothing waiting to become stable, nothing runnable."""
+        if self.running or len(self.tracker) or self.hints or self.rescan_due:
+            return False
+        if self.auth_pause is not None or self.breaker.is_open:
+            return True
+        with self.db.read() as session:
+            waiting = session.exec(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
+                .where((col(Job.not_before).is_(None)) | (col(Job.not_before) <= utcnow()))
+            ).one()
+        return waiting == 0
+
+    # --- one job ------------------------------------------------------------------------------
+
+    async def _run_job(self, job_id: int) -> None:
+        try:
+            await self._process(job_id)
+        except asyncio.CancelledError:
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                queue.requeue(
+                    session, job, reason="voxbatch stopped before it finished; queued again"
+                )
+            self.breaker.release()
+            raise
+        except AuthError as exc:
+            self._pause_for_key(exc)
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                queue.requeue(session, job, reason=f"waiting: {self.auth_pause_message()}")
+        except Exception as exc:
+            self._job_failed(job_id, exc)
+
+    async def _process(self, job_id: int) -> None:
+        with self.db.read() as session:
+            job = session.get_one(Job, job_id)
+            box = self._box(job.inbox)
+            path, out_dir = Path(job.work_path or ""), Path(job.output_dir or "")
+            has_transcript = store.transcript_for(session, job) is not None
+        if not has_transcript:
+            linked = self._resolve_duplicate(job_id)
+            if linked is None:
+                return  # waits for the copy that is paying
+            if not linked:
+                await self.pipeline.transcribe(job_id, path, box.profile)
+                self.breaker.success()
+        written = self.pipeline.write_results(job_id, box.profile, out_dir)
+        self._file_original(job_id, JobState.done, written=written)
+
+    def _resolve_duplicate(self, job_id: int) -> bool | None:
+        """True: linked to a bought transcript; False: this job pays; None: it must wait."""
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            primary = store.find_primary(session, job.content_sha256)
+            if primary is not None and primary.id == job.id:
+                primary = None
+            if primary is not None and store.transcript_for(session, primary) is not None:
+                job.duplicate_of = primary.id
+                link_to_primary(session, job, primary)
+                return True
+            if primary is None:
+                old = session.get(Job, job.duplicate_of) if job.duplicate_of else None
+                if old is not None and old.error_class in CONTENT_ERRORS:
+                    raise VoxbatchError(
+                        f"same audio as job {old.id}, which failed: {old.error_message}"
+                    )
+                if job.duplicate_of is not None:
+                    store.add_event(
+                        session,
+                        "promoted",
+                        f"job {job.duplicate_of} did not buy the transcript; this copy will",
+                        job_id=job_id,
+                    )
+                job.duplicate_of = None
+                session.add(job)
+                return False
+            job.duplicate_of = primary.id
+            reason = f"waiting for job {primary.id} (same audio) to finish"
+            if primary.state == JobState.needs_review:
+                reason = f"waiting: job {primary.id} (same audio) needs review"
+            queue.requeue(session, job, reason=reason, delay_s=2.0)
+            return None
+
+    def _box(self, name: str | None) -> Inbox:
+        for box in self.boxes:
+            if box.name == name:
+                return box
+        return self.boxes[0]  # an inbox removed from the configuration: first profile
+
+    def _job_failed(self, job_id: int, exc: Exception) -> None:
+        if not isinstance(exc, VoxbatchError):
+            log.error("job %s: unexpected error", job_id, exc_info=exc)
+            exc = internal_error(exc)
+        if is_retryable(exc):
+            self.breaker.failure()
+            daemon = self.settings.daemon
+            with self.db.write() as session:
+                job = session.get_one(Job, job_id)
+                if job.requeues < daemon.max_requeues:
+                    delay = min(daemon.requeue_delay_s * 4**job.requeues, 3600.0)
+                    when = datetime.now(UTC).timestamp() + delay
+                    reason = (
+                        f"{one_line(exc)}; round {job.requeues + 1} of "
+                        f"{daemon.max_requeues + 1} failed, next try at "
+                        f"{datetime.fromtimestamp(when, UTC):%H:%M:%S} UTC"
+                    )
+                    queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
+                    log.warning("job %s: %s", job_id, reason)
+                    return
+        else:
+            self.breaker.release()
+        self._file_original(job_id, JobState.failed, error=exc)
+
+    def _file_original(
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        written: tuple[Path, ...] = (),
+        error: VoxbatchError | None = None,
+    ) -> None:
+        """The job's end and the planned move of its original commit together; then the move."""
+        folder = self.settings.folder("done" if state == JobState.done else "failed")
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            if state == JobState.done:
+                mark_done(session, job, written)
+            else:
+                assert error is not None
+                job.lease_owner = job.lease_expires_at = None
+                job.wait_reason = job.partial_text = None
+                store.fail_job(session, job, error, hint=error.hint)
+            src = Path(job.work_path or "")
+            dst = free_destination(folder, job.rel_path or src.name)
+            queue.plan_move(session, job, src, dst)
+            message, name = job.error_message, job.source_name
+        if state == JobState.failed:
+            write_note(dst.with_name(dst.name + ".error.txt"), _error_note(job_id, name, message))
+        move(src, dst)
+        queue.settle_move(self.db, job_id, dst)
+        self.outcomes[state] += 1
+        if state == JobState.done:
+            log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
+        else:
+            log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
+
+    # --- key pause ----------------------------------------------------------------------------
+
+    def _pause_for_key(self, exc: AuthError) -> None:
+        if self.auth_pause is None:
+            self.auth_pause = _AuthPause(self.api_key, one_line(exc))
+            log.error(
+                "the queue is paused: %s. Fix the key (MISTRAL_API_KEY, mistral.api_key_file or "
+                "the systemd credential); voxbatch resumes by itself when the key changes or "
+                "the API accepts it again. `voxbatch doctor` checks it.",
+                one_line(exc),
+            )
+
+    def auth_pause_message(self) -> str:
+        if self.auth_pause is None:
+            return ""
+        return f"the queue is paused: {self.auth_pause.message}; fix the key"
+
+    async def _check_key(self) -> None:
+        pause = self.auth_pause
+        if pause is None:
+            return
+        try:
+            key = self.settings.api_key()
+        except VoxbatchError:
+            return
+        probe_due = time.monotonic() - pause.last_probe >= self.settings.daemon.breaker_probe_s * 2
+        if key == pause.key and not probe_due:
+            return
+        pause.last_probe = time.monotonic()
+        self.pipeline.reset_client()
+        try:
+            await self.pipeline.transcriber.handshake(self.settings.mistral.transcription_model)
+        except AuthError:
+            pause.key = key
+            return
+        except VoxbatchError as exc:
+            log.info("key check: %s", one_line(exc))
+            return
+        self.api_key = key
+        self.auth_pause = None
+        log.info("the API key is accepted again: the queue resumes")
+        with self.db.write() as session:
+            store.add_event(session, "resumed", "the API key is accepted again")
+        self._wake.set()
+
+    # --- housekeeping -------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        for item in queue.recover_leases(self.db, self.settings, self.owner):
+            log.warning("job %s: its worker stopped; %s", item.job_id, item.action)
+        self._wake.set()
+
+    async def _housekeeping_loop(self) -> None:
+        daemon = self.settings.daemon
+        last: dict[str, float] = {}
+
+        def due(name: str, every: float) -> bool:
+            now = time.monotonic()
+            if now - last.get(name, 0.0) >= every:
+                last[name] = now
+                return True
+            return False
+
+        while True:
+            watchdog = self.notifier.watchdog_interval
+            if watchdog is not None and due("watchdog", watchdog):
+                self.notifier.watchdog()
+            if due("lease", daemon.lease_seconds / 3):
+                queue.renew_leases(self.db, self.owner, list(self.running), daemon.lease_seconds)
+            if due("recover", daemon.lease_seconds / 2):
+                self._recover()
+            if due("status", 5.0):
+                status = self._status_line()
+                provider, detail = self._provider_state()
+                queue.beat(
+                    self.db,
+                    self.owner,
+                    state="draining" if self.draining else "running",
+                    provider=provider,
+                    detail=detail or status,
+                )
+                self.notifier.status(status)
+            if self.auth_pause is not None and due("key", 5.0):
+                await self._check_key()
+            await asyncio.sleep(min(1.0, self.tick_s * 4))
+
+    def _provider_state(self) -> tuple[str, str]:
+        if self.auth_pause is not None:
+            return "paused", self.auth_pause_message()
+        if self.breaker.is_open:
+            return "circuit_open", self.breaker.describe()
+        return "ok", ""
+
+    def _status_line(self) -> str:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with self.db.read() as session:
+            queued = session.exec(
+                select(func.count()).select_from(Job).where(Job.state == JobState.queued)
+            ).one()
+            calls = store.all_calls(session, since=today)
+        spent = sum((c.cost_usd for c in calls if c.cost_usd is not None), Decimal(0))
+        provider, detail = self._provider_state()
+        text = (
+            f"{queued} queued, {len(self.running)} running, "
+            f"{self.outcomes.get(JobState.done, 0)} done, "
+            f"{self.outcomes.get(JobState.failed, 0)} failed; "
+            f"spent today {format_usd(spent)}"
+        )
+        return text if provider == "ok" else f"{text}; {detail}"
+
+
+def _error_note(job_id: int, name: str, message: str | None) -> str:
+    return (
+        f"file: {name}\n"
+        f"job: {job_id}\n"
+        f"failed: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+        f"why: {message or 'unknown'}\n\n"
+        f"what to do:\n"
+        f"  voxbatch why '{name}'    the whole history of this file\n"
+        f"  voxbatch show {job_id}       the job, its API calls and costs\n"
+        f"  voxbatch retry {job_id}      try again (after fixing the cause)\n"
+    )

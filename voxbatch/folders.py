@@ -1,0 +1,123 @@
+"""The daemon's folders and the moves between them.
+
+Every move is `os.replace` on one filesystem followed by an fsync of both directories, so a
+file is always in exactly one place, even across a power cut. Destinations in done/, failed/
+and quarantine/ never overwrite: a clash gets a ` (n)` suffix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxbatch.config import InboxProfile, Settings
+from voxbatch.errors import ConfigError
+
+FOLDERS = ("outbox", "done", "failed", "quarantine", "work")
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """A configured inbox: its folder, its profile, and the name jobs record."""
+
+    root: Path
+    profile: InboxProfile
+    name: str
+
+
+def inboxes(settings: Settings) -> list[Inbox]:
+    return [Inbox(settings.inbox_dir(p), p, str(p.path)) for p in settings.inbox]
+
+
+def prepare(settings: Settings) -> list[Inbox]:
+    """Create the folders (0700) and refuse a layout that would feed the daemon its own output."""
+    boxes = inboxes(settings)
+    check_layout(settings, boxes)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in FOLDERS:
+        settings.folder(name).mkdir(mode=0o700, parents=True, exist_ok=True)
+    for box in boxes:
+        box.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (box.root / ".incoming").mkdir(mode=0o700, exist_ok=True)
+    return boxes
+
+
+def check_layout(settings: Settings, boxes: Sequence[Inbox]) -> None:
+    """An output folder inside an inbox would be watched and processed again, forever."""
+    outputs = {name: settings.folder(name).resolve() for name in FOLDERS}
+    outputs["database"] = settings.db_path.resolve()
+    for box in boxes:
+        root = box.root.resolve()
+        for name, folder in outputs.items():
+            if folder == root or folder.is_relative_to(root):
+                raise ConfigError(
+                    f"the {name} folder {folder} lies inside the inbox {root}",
+                    hint="move it out of the inbox (or the inbox elsewhere): voxbatch would "
+                    "process its own results",
+                )
+        for other in boxes:
+            if other is box:
+                continue
+            if other.root.resolve().is_relative_to(root) and box.profile.recursive:
+                raise ConfigError(
+                    f"the inbox {other.root} lies inside the inbox {root}",
+                    hint="inboxes must not overlap: each file must belong to one profile",
+                )
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move(src: Path | bytes, dst: Path | bytes) -> None:
+    """Atomic rename, then make both directory entries durable."""
+    os.replace(src, dst)
+    for folder in {os.path.dirname(os.fsencode(dst)), os.path.dirname(os.fsencode(src))}:
+        with contextlib.suppress(OSError):  # the source folder may be gone; the file is safe
+            fsync_dir(Path(os.fsdecode(folder or b".")))
+
+
+def free_destination(folder: Path, rel: str | bytes) -> Path:
+    """`folder/rel`, or `folder/stem (n).ext` when taken; parent folders are created."""
+    target = Path(os.fsdecode(os.path.join(os.fsencode(folder), os.fsencode(rel))))
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not os.path.lexists(target):
+        return target
+    stem, suffix = _split_name(target.name)
+    n = 1
+    while True:
+        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    # Keep a multi-part ending whole: "talk.summary.md" -> ("talk", ".summary.md") is not
+    # needed for originals; one extension is.
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return name, ""
+    return stem, f".{ext}"
+
+
+def work_name(job_id: int, original: str) -> str:
+    """The claimed file's name in work/: the job id and the original's (safe) extension."""
+    ext = Path(original).suffix.lower()
+    if not (ext[1:].isascii() and ext[1:].isalnum()) or len(ext) > 10:
+        ext = ""
+    return f"{job_id}{ext}"
+
+
+def write_note(path: Path, text: str) -> None:
+    """A small text file beside a failed or quarantined original, written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

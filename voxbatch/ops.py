@@ -1,0 +1,161 @@
+"""What operators ask: the queue's state (`status`), a file's story (`why`), and `retry`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from voxbatch import queue, store
+from voxbatch.config import Settings
+from voxbatch.db import Database
+from voxbatch.errors import VoxbatchError
+from voxbatch.folders import move, work_name
+from voxbatch.models import Event, Job, JobState, utcnow
+
+
+def status_report(session: Session) -> dict[str, Any]:
+    now = utcnow()
+    counts = dict(session.exec(select(Job.state, func.count()).group_by(col(Job.state))).all())
+    queued = session.exec(
+        select(Job).where(Job.state == JobState.queued).order_by(col(Job.created_at))
+    ).all()
+    waiting = [j for j in queued if j.not_before is not None and j.not_before > now]
+    active = session.exec(
+        select(Job).where(col(Job.state).in_([s.value for s in queue.ACTIVE_STATES]))
+    ).all()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    workers = queue.live_workers(session)
+    return {
+        "queued": len(queued),
+        "runnable": len(queued) - len(waiting),
+        "waiting": [
+            {"id": j.id, "file": j.source_name, "until": j.not_before, "reason": j.wait_reason}
+            for j in waiting
+        ],
+        "in_progress": [
+            {"id": j.id, "file": j.source_name, "state": j.state, "stage": j.stage} for j in active
+        ],
+        "failed": counts.get(JobState.failed, 0),
+        "needs_review": counts.get(JobState.needs_review, 0),
+        "done": counts.get(JobState.done, 0),
+        "oldest_waiting": queued[0].created_at if queued else None,
+        "spend_today_usd": _spent(session, day),
+        "spend_month_usd": _spent(session, day.replace(day=1)),
+        "daemons": [
+            {
+                "worker": w.owner,
+                "state": w.state,
+                "provider": w.provider,
+                "detail": w.detail,
+                "heartbeat_at": w.heartbeat_at,
+            }
+            for w in workers
+        ],
+        "provider": _provider(workers),
+    }
+
+
+def _spent(session: Session, since: datetime) -> Decimal:
+    calls = store.all_calls(session, since=since)
+    return sum((c.cost_usd for c in calls if c.cost_usd is not None), Decimal(0))
+
+
+def _provider(workers: list[Any]) -> str:
+    if not workers:
+        return "no daemon running"
+    troubled = [w for w in workers if w.provider != "ok"]
+    if troubled:
+        return f"{troubled[0].provider}: {troubled[0].detail}"
+    return "ok"
+
+
+@dataclass(frozen=True)
+class Story:
+    jobs: list[Job]
+    events: list[Event]
+
+
+def why(session: Session, path_text: str) -> Story:
+    """Jobs and events about a path: matched by full path first, else by file name."""
+    full = os.path.abspath(path_text)
+    name = os.path.basename(path_text.rstrip("/"))
+    path_cols = (Job.source_path, Job.work_path, Job.final_path)
+    jobs = list(session.exec(select(Job).where(sa.or_(*(col(c) == full for c in path_cols)))).all())
+    events = list(session.exec(select(Event).where(Event.path == full)).all())
+    if not jobs and not events:
+        jobs = list(session.exec(select(Job).where(Job.source_name == name)).all())
+        events = list(session.exec(select(Event).where(col(Event.path).endswith("/" + name))).all())
+    ids = [j.id for j in jobs if j.id is not None]
+    if ids:
+        events += session.exec(select(Event).where(col(Event.job_id).in_(ids))).all()
+    unique = {e.id: e for e in events}
+    return Story(jobs, sorted(unique.values(), key=lambda e: (e.at, e.id or 0)))
+
+
+def where_now(job: Job) -> str:
+    if job.move_to:
+        return f"moving to {job.move_to}"
+    return job.final_path or job.work_path or job.source_path
+
+
+def retry(db: Database, settings: Settings, job_id: int) -> str:
+    """Put a failed (or needs_review) job back in the queue, its original back in work/."""
+    with db.read() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise VoxbatchError(f"no job {job_id}")
+        if job.state not in (JobState.failed, JobState.needs_review):
+            raise VoxbatchError(f"job {job_id} is {job.state}: only failed jobs are retried")
+        current = job.final_path or job.work_path
+        if current is None:
+            raise VoxbatchError(
+                f"job {job_id} came from `voxbatch process`, not an inbox",
+                hint=f"run `voxbatch process '{job.source_path}'` again; a transcript already "
+                "bought is reused at no cost",
+            )
+        name = job.source_name
+    src = Path(current)
+    dst = settings.folder("work") / work_name(job_id, name)
+    if src != dst:
+        if not os.path.lexists(src):
+            raise VoxbatchError(f"job {job_id}'s original is no longer at {src}")
+        with db.write() as session:
+            queue.plan_move(session, session.get_one(Job, job_id), src, dst)
+        move(src, dst)
+        note = src.with_name(src.name + ".error.txt")
+        note.unlink(missing_ok=True)
+    with db.write() as session:
+        job = session.get_one(Job, job_id)
+        job.work_path, job.final_path = str(dst), None
+        job.move_from = job.move_to = None
+        job.requeues = 0
+        job.error_class = job.error_message = None
+        job.finished_at = None
+        primary = store.find_primary(session, job.content_sha256)
+        if primary is not None and primary.id != job.id:
+            job.duplicate_of = primary.id
+        queue.requeue(session, job, reason="retry requested")
+    return f"job {job_id} queued again ({name})"
+
+
+def failed_ids(session: Session) -> list[int]:
+    rows = session.exec(select(Job.id).where(Job.state == JobState.failed)).all()
+    return [r for r in rows if r is not None]
+
+
+def age(at: datetime | None) -> str:
+    if at is None:
+        return ""
+    seconds = int((datetime.now(UTC) - at) / timedelta(seconds=1))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"

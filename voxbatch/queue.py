@@ -1,0 +1,257 @@
+"""The daemon's job queue in the database: claim, requeue, planned moves, lease recovery.
+
+Each function is one short write transaction. A move of an original is recorded
+(`move_from` → `move_to`) before it is made and cleared after, so `reconcile_moves` can
+finish or undo whatever a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from voxbatch import store
+from voxbatch.config import Settings
+from voxbatch.costs import stt_charge
+from voxbatch.db import Database
+from voxbatch.folders import move
+from voxbatch.models import TERMINAL_STATES, Job, JobState, Worker, utcnow
+
+ACTIVE_STATES = (
+    JobState.claimed,
+    JobState.converting,
+    JobState.streaming,
+    JobState.transcribed,
+    JobState.summarizing,
+)
+
+
+def claim_next(db: Database, owner: str, lease_seconds: float) -> int | None:
+    """The oldest runnable daemon job, leased to `owner`; None when nothing may run now."""
+    now = utcnow()
+    with db.write() as session:
+        job = session.exec(
+            select(Job)
+            .where(
+                Job.state == JobState.queued,
+                col(Job.work_path).is_not(None),
+                col(Job.move_to).is_(None),
+                sa.or_(col(Job.not_before).is_(None), col(Job.not_before) <= now),
+            )
+            .order_by(sa.func.coalesce(col(Job.not_before), col(Job.created_at)), col(Job.id))
+            .limit(1)
+        ).first()
+        if job is None:
+            return None
+        job.lease_owner = owner
+        job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        job.wait_reason = None
+        store.set_state(session, job, JobState.claimed, detail=f"by {owner}")
+        return job.id
+
+
+def requeue(
+    session: Session, job: Job, *, reason: str, delay_s: float = 0.0, count: bool = False
+) -> None:
+    """Back to the queue, runnable after `delay_s`; `count` marks a spent retry round."""
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.partial_text = None
+    job.not_before = utcnow() + timedelta(seconds=delay_s) if delay_s > 0 else None
+    job.wait_reason = reason
+    if count:
+        job.requeues += 1
+    store.set_state(session, job, JobState.queued, detail=reason)
+
+
+def plan_move(session: Session, job: Job, src: Path, dst: Path) -> None:
+    job.move_from, job.move_to = str(src), str(dst)
+    session.add(job)
+
+
+def settle_move(db: Database, job_id: int, dst: Path) -> None:
+    with db.write() as session:
+        job = session.get_one(Job, job_id)
+        _settle(job, dst)
+        session.add(job)
+        store.add_event(session, "moved", f"original now at {dst}", job_id=job_id)
+
+
+def _settle(job: Job, dst: Path) -> None:
+    if job.state in TERMINAL_STATES:
+        job.final_path = str(dst)
+        job.work_path = None
+    else:
+        job.work_path = str(dst)
+    job.move_from = job.move_to = None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    job_id: int
+    action: str
+
+
+def reconcile_moves(db: Database) -> list[Reconciled]:
+    """Finish every move a crash interrupted: the destination was recorded before the move."""
+    done: list[Reconciled] = []
+    with db.read() as session:
+        pending = session.exec(select(Job).where(col(Job.move_to).is_not(None))).all()
+        plans = [(j.id, j.move_from, j.move_to) for j in pending]
+    for job_id, src_s, dst_s in plans:
+        assert job_id is not None and src_s is not None and dst_s is not None
+        src, dst = Path(src_s), Path(dst_s)
+        if os.path.lexists(dst):
+            action = "the move had been made"
+        elif os.path.lexists(src):
+            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            move(src, dst)
+            action = "the move was finished now"
+        else:
+            with db.write() as session:
+                job = session.get_one(Job, job_id)
+                job.move_from = job.move_to = None
+                job.error_class = "FileMissing"
+                job.error_message = f"the file is neither at {src} nor at {dst}"
+                store.set_state(session, job, JobState.failed, detail=job.error_message)
+            done.append(Reconciled(job_id, "file missing"))
+            continue
+        with db.write() as session:
+            job = session.get_one(Job, job_id)
+            _settle(job, dst)
+            store.add_event(
+                session, "reconciled", f"move to {dst}: {action} after a restart", job_id=job_id
+            )
+        done.append(Reconciled(job_id, action))
+    return done
+
+
+def owner_name() -> str:
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None, me: str) -> bool:
+    """A lease held by a process of this host that no longer exists can be taken at once."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # This very process, under an earlier owner name: a daemon that has stopped.
+    return int(pid_text) == os.getpid() and owner != me
+
+
+def recover_leases(db: Database, settings: Settings, owner: str) -> list[Reconciled]:
+    """Jobs whose worker is gone: back to the queue, or to review when paying again is dear.
+
+    A `started` call of a dead worker may or may not have been billed. It is settled as
+    `abandoned`, charged the whole file as an estimate, and the job is only bought again
+    without asking when that costs at most `daemon.review_above_usd`.
+    """
+    now = utcnow()
+    out: list[Reconciled] = []
+    with db.write() as session:
+        stale = session.exec(
+            select(Job).where(
+                col(Job.state).in_([s.value for s in ACTIVE_STATES]),
+                col(Job.work_path).is_not(None),
+                col(Job.move_to).is_(None),
+                sa.or_(col(Job.lease_owner).is_(None), col(Job.lease_owner) != owner),
+            )
+        ).all()
+        for job in stale:
+            expired = job.lease_expires_at is None or job.lease_expires_at < now
+            if not (expired or owner_is_dead(job.lease_owner, owner)):
+                continue
+            out.append(Reconciled(job.id or 0, _recover(session, settings, job)))
+    return out
+
+
+def _recover(session: Session, settings: Settings, job: Job) -> str:
+    assert job.id is not None
+    unknown = settle_abandoned_calls(session, settings, job)
+    redo = stt_charge(
+        settings.prices, settings.mistral.transcription_model, math.ceil(job.audio_seconds or 0)
+    ).cost_usd
+    if (
+        unknown
+        and store.transcript_for(session, job) is None
+        and redo > Decimal(settings.daemon.review_above_usd)
+    ):
+        job.lease_owner = job.lease_expires_at = None
+        job.error_class = "NeedsReview"
+        job.error_message = (
+            f"its worker stopped during a paid transcription whose result is unknown; "
+            f"buying it again would cost about ${redo} (above review_above_usd "
+            f"${settings.daemon.review_above_usd}) — `voxbatch retry {job.id}` to buy it again"
+        )
+        store.set_state(session, job, JobState.needs_review, detail=job.error_message)
+        return "needs_review"
+    requeue(session, job, reason="its worker stopped before finishing; queued again")
+    return "requeued"
+
+
+def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bool:
+    """Close a dead worker's `started` calls; True if any was open (its result is unknown)."""
+    assert job.id is not None
+    found = False
+    for call in store.calls_for(session, job.id):
+        if call.outcome != "started" or call.id is None:
+            continue
+        found = True
+        seconds = math.ceil(job.audio_seconds or 0)
+        charge = stt_charge(settings.prices, call.model, seconds)
+        store.finish_call(
+            session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
+            price_basis=charge.price_basis, estimated=True, audio_seconds=seconds,
+            error_detail="its worker stopped before the call finished",
+        )  # fmt: skip
+    return found
+
+
+def renew_leases(db: Database, owner: str, job_ids: list[int], lease_seconds: float) -> None:
+    if not job_ids:
+        return
+    with db.write() as session:
+        session.execute(
+            sa.update(Job)
+            .where(col(Job.id).in_(job_ids), col(Job.lease_owner) == owner)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        )
+
+
+def beat(db: Database, owner: str, *, state: str, provider: str, detail: str) -> None:
+    with db.write() as session:
+        worker = session.get(Worker, owner) or Worker(owner=owner)
+        worker.heartbeat_at = utcnow()
+        worker.state, worker.provider, worker.detail = state, provider, detail
+        session.add(worker)
+
+
+def forget_worker(db: Database, owner: str) -> None:
+    with db.write() as session:
+        worker = session.get(Worker, owner)
+        if worker is not None:
+            session.delete(worker)
+
+
+def live_workers(session: Session, within_s: float = 120.0) -> list[Worker]:
+    since: datetime = utcnow() - timedelta(seconds=within_s)
+    return list(session.exec(select(Worker).where(Worker.heartbeat_at >= since)).all())

@@ -1,0 +1,113 @@
+"""Filesystem events as hints, from a watcher that cannot be stopped by what it watches.
+
+`watchfiles` raises on a file name that is not UTF-8 and drops events on queue overflow, so
+the watcher runs under a supervisor that restarts it with backoff and asks for a rescan
+after every restart; the periodic rescan covers whatever is lost in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import watchfiles
+
+log = logging.getLogger(__name__)
+
+# Filesystems whose changes made on other hosts never reach inotify.
+REMOTE_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs", "afs")
+
+
+def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str:
+    """The type of the filesystem holding `path`: the longest mount point that contains it."""
+    target = os.path.realpath(path)
+    best, best_type = "", "unknown"
+    try:
+        lines = mountinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return best_type
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right:
+            continue
+        point = fields[4].encode().decode("unicode_escape")  # \040 is a space
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > len(
+            best
+        ):
+            best, best_type = point, right.split()[0]
+    return best_type
+
+
+def needs_polling(mode: str, folders: Sequence[Path]) -> bool:
+    if mode == "poll":
+        return True
+    if mode == "inotify":
+        return False
+    return any(
+        filesystem_type(f).split(".")[0] in REMOTE_FS or filesystem_type(f).startswith("fuse")
+        for f in folders
+    )
+
+
+class Supervisor:
+    """Runs `watchfiles.awatch` over the inboxes and passes each changed path to `hint`."""
+
+    def __init__(
+        self,
+        folders: Sequence[Path],
+        *,
+        polling: bool,
+        hint: Callable[[bytes], None],
+        rescan: Callable[[], None],
+        poll_delay_ms: int = 500,
+    ) -> None:
+        self.folders = list(folders)
+        self.polling = polling
+        self.hint = hint
+        self.rescan = rescan
+        self.poll_delay_ms = poll_delay_ms
+        self.restarts = 0
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self._watch(stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any watcher failure: restart it, never give up
+                self.restarts += 1
+                log.warning(
+                    "the folder watcher stopped (%s: %s); restarting in %.1f s and rescanning",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self.rescan()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        watcher = watchfiles.awatch(
+            *self.folders,
+            stop_event=stop,
+            force_polling=self.polling,
+            poll_delay_ms=self.poll_delay_ms,
+            recursive=True,
+            debounce=200,
+            step=50,
+            yield_on_timeout=True,
+            rust_timeout=1000,
+        )
+        async for changes in watcher:
+            self.started.set()
+            for _change, path in changes:
+                self.hint(os.fsencode(path))
