@@ -167,3 +167,27 @@ def hostile_set(directory: Path) -> list[tuple[Path, bool]]:
     ]
     cases.extend((path, False) for path in bad)
     return cases
+
+
+def wav_bytes(seconds: float, *, tag: int = 0, freq: float = 440.0) -> bytes:
+    """A 16 kHz mono WAV of tone bursts; `tag` changes one sample so every file hashes apart."""
+    import io
+    import math
+    import wave
+    from array import array
+
+    rate = 16_000
+    samples = array("h")
+    for i in range(int(seconds * rate)):
+        t = i / rate
+        voiced = (t % 1.0) < 0.6
+        samples.append(int(12000 * math.sin(2 * math.pi * freq * t)) if voiced else 0)
+    if samples:
+        samples[-1] = tag % 30000
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return out.getvalue()

@@ -17,7 +17,7 @@ import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -79,6 +79,10 @@ class Daemon:
         self.api_key = settings.api_key()
         self._make_transcriber = transcriber or default_transcriber(settings)
         self.pipeline = Pipeline(settings, db, transcriber=self._make_transcriber, owner=self.owner)
+        # Until the server has accepted the key once, one job at a time: a wrong key then
+        # costs one refusal, not one per worker.
+        self.key_verified = False
+        self.pipeline.on_connected = self._key_works
         self.tracker = StabilityTracker(settings.daemon.stable_seconds)
         self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
         self.auth_pause: _AuthPause | None = None
@@ -314,6 +318,7 @@ class Daemon:
             job.rel_path = rel_text
             dst = self.settings.folder("work") / work_name(job.id, src.name)
             queue.plan_move(session, job, src, dst)
+        crash_point("claim")
         move(src, dst)  # a crash between plan and move is finished by reconcile_moves
         after = os.lstat(dst)
         changed = (after.st_size, after.st_mtime_ns, after.st_ino) != (
@@ -334,10 +339,16 @@ class Daemon:
 
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
 
+    def _key_works(self) -> None:
+        if not self.key_verified:
+            self.key_verified = True
+            self._wake.set()
+
     def _may_claim(self) -> bool:
         if self._stop.is_set() or self.auth_pause is not None:
             return False
-        if len(self.running) >= self.settings.daemon.concurrency:
+        limit = self.settings.daemon.concurrency if self.key_verified else 1
+        if len(self.running) >= limit:
             return False
         return self.breaker.allow()
 
@@ -368,17 +379,21 @@ class Daemon:
         self._wake.set()
 
     def _idle(self) -> bool:
-        """--once: nothing running, nothing waiting to become stable, nothing runnable."""
+        """--once: nothing running or settling, and nothing queued that may run within 30 s.
+
+        Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
+        """
         if self.running or len(self.tracker) or self.hints or self.rescan_due:
             return False
         if self.auth_pause is not None or self.breaker.is_open:
             return True
+        soon = utcnow() + timedelta(seconds=30)
         with self.db.read() as session:
             waiting = session.exec(
                 select(func.count())
                 .select_from(Job)
                 .where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
-                .where((col(Job.not_before).is_(None)) | (col(Job.not_before) <= utcnow()))
+                .where((col(Job.not_before).is_(None)) | (col(Job.not_before) <= soon))
             ).one()
         return waiting == 0
 
@@ -408,8 +423,9 @@ class Daemon:
             job = session.get_one(Job, job_id)
             box = self._box(job.inbox)
             path, out_dir = Path(job.work_path or ""), Path(job.output_dir or "")
-            has_transcript = store.transcript_for(session, job) is not None
-        if not has_transcript:
+            transcript = store.transcript_for(session, job)
+            bought_here = transcript is not None and transcript.job_id == job_id
+        if not bought_here:
             linked = self._resolve_duplicate(job_id)
             if linked is None:
                 return  # waits for the copy that is paying
@@ -450,7 +466,7 @@ class Daemon:
             reason = f"waiting for job {primary.id} (same audio) to finish"
             if primary.state == JobState.needs_review:
                 reason = f"waiting: job {primary.id} (same audio) needs review"
-            queue.requeue(session, job, reason=reason, delay_s=2.0)
+            queue.requeue(session, job, reason=reason, delay_s=1.0)
             return None
 
     def _box(self, name: str | None) -> Inbox:
@@ -506,6 +522,7 @@ class Daemon:
             dst = free_destination(folder, job.rel_path or src.name)
             queue.plan_move(session, job, src, dst)
             message, name = job.error_message, job.source_name
+        crash_point("file")
         if state == JobState.failed:
             write_note(dst.with_name(dst.name + ".error.txt"), _error_note(job_id, name, message))
         move(src, dst)
@@ -625,6 +642,15 @@ class Daemon:
             f"spent today {format_usd(spent)}"
         )
         return text if provider == "ok" else f"{text}; {detail}"
+
+
+def crash_point(name: str) -> None:
+    """Crash tests kill the daemon (SIGKILL, like `kill -9`) between a planned move and the move.
+
+    Set VOXBATCH_CRASH_AT=claim or =file; nothing happens otherwise.
+    """
+    if os.environ.get("VOXBATCH_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _error_note(job_id: int, name: str, message: str | None) -> str:

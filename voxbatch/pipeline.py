@@ -141,6 +141,8 @@ class Pipeline:
         # A model without a price would be noticed only after paying for it: refuse now.
         stt_charge(settings.prices, settings.mistral.transcription_model, 0)
         self._run = _RunState() if owner is None else _RunState(owner=owner)
+        # Called each time the server accepts a transcription session.
+        self.on_connected: Callable[[], None] | None = None
 
     @property
     def transcriber(self) -> RealtimeTranscriber:
@@ -437,7 +439,7 @@ class Pipeline:
             target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
             pace=self.settings.daemon.pace,
         )
-        progress = StreamProgress()
+        progress = StreamProgress(on_connected=self.on_connected)
         live = _LiveText(self.db, job_id)
         flusher = asyncio.create_task(live.run())
         pcm = self._counted(

@@ -59,6 +59,8 @@ class StreamProgress:
 
     bytes_sent: int = 0
     request_id: str | None = None
+    # Told once the server accepted the session (so the key and model are good).
+    on_connected: Callable[[], None] | None = None
 
     @property
     def seconds_sent(self) -> float:
@@ -207,6 +209,8 @@ class RealtimeTranscriber:
         progress = progress if progress is not None else StreamProgress()
         connection = await self._connect(options)
         progress.request_id = connection.request_id
+        if progress.on_connected is not None:
+            progress.on_connected()
         events: asyncio.Queue[object] = asyncio.Queue()
         state = _Liveness()
 

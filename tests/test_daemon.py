@@ -1,0 +1,231 @@
+"""`voxbatch run --once` end to end (real files, real ffmpeg, the real SDK vs the emulator)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, cli_for
+from tests.daemon_helpers import check_invariants, originals, rows
+from tests.media import wav_bytes
+from voxbatch.emulator import Emulator
+
+
+def once(cli: Cli, *, ok: bool | None = None) -> int:
+    return cli("run", "--once", ok=ok).exit_code
+
+
+def drop(inbox: Path, name: str, seconds: float = 2.0, tag: int = 0) -> Path:
+    path = inbox / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(wav_bytes(seconds, tag=tag))
+    return path
+
+
+def fast(emu: Emulator, **env: str) -> Cli:
+    return cli_for(emu, VOXBATCH_DAEMON__STABLE_SECONDS="0.2", **env)
+
+
+def test_files_present_before_start_are_processed_and_filed(
+    emulator: Emulator, isolated_env: Path, samples: list[Path]
+) -> None:
+    inbox = isolated_env / "inbox"
+    (inbox / "sub").mkdir(parents=True)
+    for clip in samples[:3]:
+        shutil.copy(clip, inbox / clip.name)
+    shutil.copy(samples[0], inbox / "sub" / "copy of first.wav")  # same audio: no new session
+    (inbox / "notes.txt").write_text("not audio")
+    (inbox / ".hidden.wav").write_bytes(wav_bytes(1))
+    (inbox / "upload.wav.part").write_bytes(wav_bytes(1))
+    cli = fast(emulator)
+    assert once(cli) == 0
+    home = isolated_env
+    expected = {c.name for c in samples[:3]} | {"sub/copy of first.wav"}
+    assert originals(home / "done") == expected
+    assert sorted(p.name for p in inbox.iterdir()) == [
+        ".hidden.wav",
+        ".incoming",
+        "notes.txt",
+        "sub",
+        "upload.wav.part",
+    ]
+    assert (home / "outbox" / "sub" / "copy of first.srt").exists()
+    assert len(emulator.records.sessions) == 3
+    assert check_invariants(home, expected, emulator) == {
+        "misplaced": 0,
+        "duplicate_transcripts": 0,
+        "paid_unrecorded": 0,
+        "unsettled_calls": 0,
+    }
+    states = rows(home, "SELECT state, COUNT(*) FROM job GROUP BY state")
+    assert states == [("done", 4)]
+    why = cli("why", str(inbox / "notes.txt")).stdout
+    assert "not on the allow-list" in why
+    why_dup = cli("why", "copy of first.wav").stdout
+    assert "linked to the transcript of job" in why_dup
+    assert "original now at" in why_dup
+
+
+def test_quarantine_symlinks_fifos_and_undecodable_names(
+    emulator: Emulator, isolated_env: Path, samples: list[Path], tmp_path: Path
+) -> None:
+    inbox = isolated_env / "inbox"
+    inbox.mkdir(parents=True)
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(wav_bytes(1))
+    (inbox / "link.wav").symlink_to(outside)
+    os.mkfifo(inbox / "pipe.wav")
+    bad = os.fsencode(inbox) + b"/caf\xe9.wav"
+    with open(bad, "wb") as f:
+        f.write(wav_bytes(1, tag=7))
+    drop(inbox, "good.wav")
+    cli = fast(emulator)
+    assert once(cli) == 0
+    quarantine = isolated_env / "quarantine"
+    assert originals(quarantine) == {"link.wav", "pipe.wav", os.fsdecode(b"caf\xe9.wav")}
+    assert (quarantine / "link.wav").is_symlink() and outside.exists()
+    note = (quarantine / "link.wav.error.txt").read_text()
+    assert "symbolic link" in note
+    assert (
+        "not valid UTF-8"
+        in Path(os.fsdecode(os.fsencode(quarantine) + b"/caf\xe9.wav.error.txt")).read_text()
+    )
+    assert originals(isolated_env / "done") == {"good.wav"}
+    assert len(emulator.records.sessions) == 1  # nothing quarantined reached the API
+
+
+FAULTS = {
+    "503 with Retry-After": {"refuse_first": 2, "retry_after": 1},
+    "drop mid-stream (1011)": {"drop_after_s": 1.0, "fault_sessions": 1},
+    "clean close without done": {"close_without_done": True, "fault_sessions": 1},
+    "error event": {"error_after_s": 1.0, "fault_sessions": 1},
+    "stall": {"stall_after_s": 1.0, "fault_sessions": 1},
+    "no session.created": {"no_session_created": True, "fault_sessions": 1},
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
+def test_transient_faults_end_done_with_every_attempt_recorded(
+    make_emulator, isolated_env: Path, fault: str
+) -> None:
+    emu = make_emulator(**FAULTS[fault])
+    inbox = isolated_env / "inbox"
+    drop(inbox, "talk.wav", seconds=3)
+    cli = fast(
+        emu,
+        VOXBATCH_MISTRAL__IDLE_TIMEOUT_S="1.5",
+        VOXBATCH_MISTRAL__CONNECT_TIMEOUT_S="2",
+    )
+    assert once(cli) == 0
+    assert originals(isolated_env / "done") == {"talk.wav"}
+    calls = rows(isolated_env, "SELECT outcome FROM api_call ORDER BY id")
+    assert calls[-1] == ("ok",) and len(calls) >= 2, calls
+    figures = check_invariants(isolated_env, {"talk.wav"}, emu)
+    assert figures == dict.fromkeys(figures, 0)
+
+
+def test_429_over_the_session_limit_is_retried(make_emulator, isolated_env: Path) -> None:
+    emu = make_emulator(max_sessions=1, speed=20)
+    inbox = isolated_env / "inbox"
+    names = {f"f{i}.wav" for i in range(3)}
+    for i, name in enumerate(sorted(names)):
+        drop(inbox, name, seconds=3, tag=i)
+    assert once(fast(emu, VOXBATCH_DAEMON__CONCURRENCY="3")) == 0
+    assert originals(isolated_env / "done") == names
+    assert any(r.status == 429 for r in emu.records.refused)
+    assert rows(isolated_env, "SELECT COUNT(*) FROM api_call WHERE outcome = 'http_429'")[0][0] >= 1
+
+
+def test_persistent_error_fails_with_a_note_after_bounded_rounds(
+    make_emulator, isolated_env: Path
+) -> None:
+    emu = make_emulator(error_after_s=1.0)
+    drop(isolated_env / "inbox", "bad day.wav", seconds=3)
+    cli = fast(
+        emu,
+        VOXBATCH_DAEMON__RETRY_ATTEMPTS="2",
+        VOXBATCH_DAEMON__MAX_REQUEUES="1",
+        VOXBATCH_DAEMON__REQUEUE_DELAY_S="0",
+    )
+    assert once(cli) == 1
+    assert originals(isolated_env / "failed") == {"bad day.wav"}
+    note = (isolated_env / "failed" / "bad day.wav.error.txt").read_text()
+    assert "code 3500" in note and "voxbatch retry 1" in note
+    # Two rounds of two attempts, each one recorded.
+    assert rows(isolated_env, "SELECT COUNT(*) FROM api_call")[0][0] == 4
+    assert rows(isolated_env, "SELECT state, requeues FROM job") == [("failed", 1)]
+    # retry brings it back, and with the fault gone it succeeds.
+    assert "queued again" in cli("retry", "1").stdout
+    assert not (isolated_env / "failed" / "bad day.wav.error.txt").exists()
+    assert once(fast(make_emulator())) == 0
+    assert originals(isolated_env / "done") == {"bad day.wav"}
+
+
+def test_bad_key_pauses_the_queue_instead_of_failing_files(
+    make_emulator, isolated_env: Path
+) -> None:
+    emu = make_emulator(api_key="the-right-key-123")
+    inbox = isolated_env / "inbox"
+    for i in range(3):
+        drop(inbox, f"f{i}.wav", tag=i)
+    cli = fast(emu)
+    result = cli("run", "--once", ok=None)
+    assert result.exit_code == 1
+    assert result.stderr.count("the queue is paused") == 1
+    assert len(emu.records.refused) + len(emu.records.sessions) == 1  # one refusal, not three
+    assert rows(isolated_env, "SELECT state FROM job") == [("queued",)] * 3
+    assert originals(isolated_env / "work") == {"1.wav", "2.wav", "3.wav"}
+    assert "API key" in cli("status").stdout or "paused" in cli("why", "f0.wav").stdout
+    # With the right key, the same jobs run: nothing was lost or failed.
+    good = fast(emu)
+    good.env["MISTRAL_API_KEY"] = "the-right-key-123"
+    assert once(good) == 0
+    assert originals(isolated_env / "done") == {"f0.wav", "f1.wav", "f2.wav"}
+
+
+def test_outbox_inside_the_inbox_is_refused(emulator: Emulator, isolated_env: Path) -> None:
+    cli = fast(emulator, VOXBATCH_INBOX__PATH=str(isolated_env))
+    result = cli("run", "--once", ok=None)
+    assert result.exit_code == 3
+    assert "lies inside the inbox" in result.stderr
+
+
+def test_subfolders_can_be_excluded(emulator: Emulator, isolated_env: Path) -> None:
+    inbox = isolated_env / "inbox"
+    drop(inbox, "top.wav")
+    drop(inbox / "nested", "deep.wav", tag=1)
+    assert once(fast(emulator, VOXBATCH_INBOX__RECURSIVE="false")) == 0
+    assert originals(isolated_env / "done") == {"top.wav"}
+    assert (inbox / "nested" / "deep.wav").exists()
+
+
+def test_done_never_overwrites(emulator: Emulator, isolated_env: Path) -> None:
+    inbox = isolated_env / "inbox"
+    drop(inbox, "same name.wav", tag=1)
+    cli = fast(emulator)
+    assert once(cli) == 0
+    drop(inbox, "same name.wav", tag=2)
+    assert once(cli) == 0
+    assert originals(isolated_env / "done") == {"same name.wav", "same name (1).wav"}
+    assert len(emulator.records.sessions) == 2
+
+
+def test_status_and_doctor(emulator: Emulator, isolated_env: Path) -> None:
+    cli = fast(emulator)
+    drop(isolated_env / "inbox", "a.wav")
+    assert once(cli) == 0
+    data = cli.json("status")
+    assert data["done"] == 1 and data["queued"] == 0
+    assert data["provider"] == "no daemon running"
+    assert float(data["spend_today_usd"]) > 0
+    checks = {c["check"]: c for c in cli.json("doctor")}
+    assert all(c["ok"] for c in checks.values()), checks
+    assert "realtime session opened" in checks["api"]["detail"]
+    bad = fast(emulator)
+    bad.env["MISTRAL_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens there
+    result = bad("doctor", ok=None)
+    assert result.exit_code == 1
+    assert "FAIL  api" in result.stdout
