@@ -24,7 +24,8 @@ OutputFormat = Literal["txt", "srt", "vtt", "json"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
 ENV_PREFIX = "VOXBATCH_"
 # Variables that steer where configuration comes from rather than being settings themselves.
-_ENV_META = frozenset({"VOXBATCH_CONFIG"})
+# Read elsewhere, not settings: the config file's path, and the crash tests' kill point.
+_ENV_META = frozenset({"VOXBATCH_CONFIG", "VOXBATCH_CRASH_AT"})
 
 
 class _Strict(BaseModel):

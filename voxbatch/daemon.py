@@ -16,6 +16,7 @@ import signal
 import stat
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -133,9 +134,7 @@ class Daemon:
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
         watcher: asyncio.Task[None] | None = None
-        supervisor = Supervisor(
-            folders, polling=polling, hint=self.hints.add, rescan=self._ask_rescan
-        )
+        supervisor = Supervisor(folders, polling=polling, hint=self._hint, rescan=self._ask_rescan)
         if not self.once:
             watcher = asyncio.create_task(supervisor.run(self._stop))
             with contextlib.suppress(TimeoutError):
@@ -149,8 +148,8 @@ class Daemon:
             self.settings.daemon.concurrency,
         )
         helpers = [
-            asyncio.create_task(self._intake_loop()),
-            asyncio.create_task(self._housekeeping_loop()),
+            asyncio.create_task(self._supervised("intake", self._intake_loop)),
+            asyncio.create_task(self._supervised("housekeeping", self._housekeeping_loop)),
         ]
         self.notifier.ready(self._status_line())
         try:
@@ -170,6 +169,18 @@ class Daemon:
             return 1
         return 1 if self.once and self.outcomes.get(JobState.failed, 0) else 0
 
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """A loop that fails is logged and restarted: a bug must not silently stop intake."""
+        while not self._stop.is_set():
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the %s loop failed; restarting it", name)
+                await asyncio.sleep(1.0)
+
     async def _drain(self) -> None:
         self.draining = True
         self.notifier.stopping(f"draining {len(self.running)} job(s)")
@@ -184,6 +195,9 @@ class Daemon:
             log.info("%d job(s) returned to the queue at the drain deadline", len(pending))
 
     # --- intake: hints, stability, claim by move ----------------------------------------------
+
+    def _hint(self, path: bytes) -> None:
+        self.hints.add(path)
 
     def _ask_rescan(self) -> None:
         self.rescan_due = True
@@ -405,9 +419,7 @@ class Daemon:
         except asyncio.CancelledError:
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
-                queue.requeue(
-                    session, job, reason="voxbatch stopped before it finished; queued again"
-                )
+                queue.requeue(session, job, reason="voxbatch stopped before it finished")
             self.breaker.release()
             raise
         except AuthError as exc:

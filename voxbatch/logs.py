@@ -8,7 +8,7 @@ import re
 import sys
 
 # These log request headers (the API key) at DEBUG: never let them.
-NOISY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "aiohttp.access")
+NOISY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "aiohttp.access", "watchfiles")
 _BEARER = re.compile(r"(?i)(bearer\s+|api[_-]?key[=:]\s*)[^\s'\",]+")
 
 _SYSLOG_PRIORITY = {

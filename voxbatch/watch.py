@@ -90,7 +90,7 @@ class Supervisor:
                     exc,
                     delay,
                 )
-                self.rescan()
+                self.rescan()  # now, and again once the new watcher runs (see _watch)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
@@ -107,7 +107,12 @@ class Supervisor:
             yield_on_timeout=True,
             rust_timeout=1000,
         )
+        first = True
         async for changes in watcher:
             self.started.set()
+            if first and self.restarts:
+                # Files that arrived while no watcher ran are found by this scan.
+                self.rescan()
+            first = False
             for _change, path in changes:
                 self.hint(os.fsencode(path))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +32,13 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Change switches while running (say, a slow server that becomes fast); sessions
+        already open keep the settings they started with."""
+        self.config = dataclasses.replace(self.config, **changes)
+        self._state.config = self.config
+        self._state.faults.config = self.config
 
     @property
     def records(self) -> EmulatorRecords:

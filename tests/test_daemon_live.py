@@ -1,0 +1,278 @@
+"""`voxbatch run` as a real process: watcher, slow writers, bursts, kill -9, SIGTERM, sd_notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_helpers import (
+    Daemon,
+    check_invariants,
+    daemon_env,
+    daemon_ready,
+    originals,
+    rows,
+    run_once,
+    voxbatch,
+    wait_until,
+)
+from tests.media import wav_bytes
+from voxbatch.emulator import Emulator
+
+ZERO = {"misplaced": 0, "duplicate_transcripts": 0, "paid_unrecorded": 0, "unsettled_calls": 0}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    started: list[Daemon] = []
+
+    def start(env: dict[str, str], *args: str) -> Daemon:
+        daemon = Daemon(env, *args, log=tmp_path / f"daemon{len(started)}.log")
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def done_count(home: Path) -> int:
+    return len(originals(home / "done"))
+
+
+def test_slow_writer_is_processed_once_after_it_is_complete(
+    emulator: Emulator, home: Path, spawn
+) -> None:
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__STABLE_SECONDS="2")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    data = wav_bytes(10.0)
+    target = home / "inbox" / "slow.wav"
+    with target.open("wb") as out:  # 10 s of writing, a piece every 0.5 s
+        pieces = 20
+        step = len(data) // pieces + 1
+        for i in range(pieces):
+            out.write(data[i * step : (i + 1) * step])
+            out.flush()
+            time.sleep(0.5)
+    wait_until(lambda: done_count(home) == 1, 60, "the file to be done", daemon)
+    assert rows(home, "SELECT size_bytes, state FROM job") == [(len(data), "done")]
+    assert len(emulator.records.sessions) == 1
+    assert emulator.records.sessions[0].total_bytes == len(data) - 44  # all of the PCM
+    assert (home / "done" / "slow.wav").read_bytes() == data
+
+
+def test_temp_then_rename_and_partial_names(emulator: Emulator, home: Path, spawn) -> None:
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__STABLE_SECONDS="1")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    incoming = home / "inbox" / ".incoming"
+    first = wav_bytes(3.0, tag=1)
+    with (incoming / "a.wav").open("wb") as out:
+        for i in range(0, len(first), 8000):
+            out.write(first[i : i + 8000])
+            out.flush()
+            time.sleep(0.1)
+    time.sleep(1.5)
+    assert rows(home, "SELECT COUNT(*) FROM job") == [(0,)]  # nothing taken from .incoming/
+    os.rename(incoming / "a.wav", home / "inbox" / "a.wav")
+    (home / "inbox" / "b.wav.part").write_bytes(wav_bytes(2.0, tag=2))
+    time.sleep(1.5)
+    os.rename(home / "inbox" / "b.wav.part", home / "inbox" / "b.wav")
+    wait_until(lambda: done_count(home) == 2, 60, "both files done", daemon)
+    assert sorted(r[0] for r in rows(home, "SELECT source_name FROM job")) == ["a.wav", "b.wav"]
+    assert len(emulator.records.sessions) == 2
+
+
+def test_a_burst_of_1000_files_none_lost_or_duplicated(
+    emulator: Emulator, home: Path, spawn
+) -> None:
+    env = daemon_env(
+        emulator, home, VOXBATCH_DAEMON__CONCURRENCY="8", VOXBATCH_DAEMON__STABLE_SECONDS="0.5"
+    )
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    inbox = home / "inbox"
+    names = {f"burst-{i:04d}.wav" for i in range(1000)}
+    base = bytearray(wav_bytes(0.3))
+    for i, name in enumerate(sorted(names)):
+        base[-2:] = i.to_bytes(2, "little")  # the last sample: every file hashes apart
+        tmp = inbox / ".incoming" / name
+        tmp.write_bytes(bytes(base))
+        os.rename(tmp, inbox / name)
+    wait_until(lambda: done_count(home) == 1000, 300, "1000 files done", daemon)
+    assert originals(home / "done") == names
+    assert rows(home, "SELECT COUNT(*), COUNT(DISTINCT content_sha256) FROM job") == [(1000, 1000)]
+    assert len(emulator.records.sessions) == 1000
+    assert len({s.sha256 for s in emulator.records.sessions}) == 1000
+    assert check_invariants(home, names, emulator) == ZERO
+
+
+def test_watcher_survives_undecodable_names_and_symlinks(
+    emulator: Emulator, home: Path, spawn, tmp_path: Path
+) -> None:
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__WATCH_MODE="inotify")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    inbox = home / "inbox"
+    with open(os.fsencode(inbox) + b"/r\xe9union.wav", "wb") as f:
+        f.write(wav_bytes(1.0, tag=3))
+    target = tmp_path / "elsewhere.wav"
+    target.write_bytes(wav_bytes(1.0, tag=4))
+    (inbox / "link.wav").symlink_to(target)
+    wait_until(lambda: len(originals(home / "quarantine")) == 2, 30, "both quarantined", daemon)
+    # The periodic rescan is 600 s away: only a working watcher can find this one.
+    (inbox / "after.wav").write_bytes(wav_bytes(2.0, tag=5))
+    wait_until(lambda: done_count(home) == 1, 30, "the next file done", daemon)
+    assert originals(home / "done") == {"after.wav"}
+    assert target.exists()
+    assert daemon.process.poll() is None
+
+
+# --- crashes -----------------------------------------------------------------------------------
+
+
+def _kill_when(daemon: Daemon, check, what: str) -> None:
+    wait_until(check, 60, what, daemon)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.wait(10)
+
+
+@pytest.mark.parametrize("point", ["claim", "file"])
+def test_kill_9_mid_move_then_restart(emulator: Emulator, home: Path, spawn, point: str) -> None:
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    names = {f"m{i}.wav" for i in range(3)}
+    for i, name in enumerate(sorted(names)):
+        (inbox / name).write_bytes(wav_bytes(2.0, tag=i))
+    crashing = spawn(daemon_env(emulator, home, VOXBATCH_CRASH_AT=point))
+    assert crashing.wait(60) == -signal.SIGKILL
+    planned = rows(home, "SELECT COUNT(*) FROM job WHERE move_to IS NOT NULL")
+    assert planned == [(1,)]  # it died between recording a move and making it
+    restarted = run_once(daemon_env(emulator, home))
+    assert restarted.returncode == 0, restarted.stderr
+    assert "after a restart" in voxbatch(daemon_env(emulator, home), "why", "m0.wav").stdout
+    assert originals(home / "done") == names
+    assert check_invariants(home, names, emulator) == ZERO
+
+
+@pytest.mark.parametrize("threshold", ["0.50", "0"])
+def test_kill_9_mid_stream_then_restart(make_emulator, home: Path, spawn, threshold: str) -> None:
+    emu = make_emulator(speed=1.0)  # real time: the stream lasts seconds
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "long.wav").write_bytes(wav_bytes(8.0))
+    (inbox / "short.wav").write_bytes(wav_bytes(1.0, tag=9))
+    env = daemon_env(emu, home, VOXBATCH_DAEMON__REVIEW_ABOVE_USD=threshold)
+    daemon = spawn(env)
+    _kill_when(
+        daemon,
+        lambda: any(s.total_bytes > 64000 and s.outcome == "open" for s in emu.records.sessions),
+        "a stream under way",
+    )
+    assert rows(home, "SELECT COUNT(*) FROM api_call WHERE outcome = 'started'")[0][0] >= 1
+    fast = daemon_env(emu, home, VOXBATCH_DAEMON__REVIEW_ABOVE_USD=threshold)
+    emu.reconfigure(speed=0)
+    result = run_once(fast)
+    assert result.returncode == 0, result.stderr
+    abandoned = rows(home, "SELECT estimated, cost_usd FROM api_call WHERE outcome = 'abandoned'")
+    assert abandoned and all(est == 1 and float(cost) > 0 for est, cost in abandoned)
+    inputs = {"long.wav", "short.wav"}
+    if threshold == "0":  # paying again costs more than allowed: an operator decides
+        review = rows(home, "SELECT id, source_name FROM job WHERE state = 'needs_review'")
+        assert len(review) >= 1
+        status = voxbatch(fast, "status").stdout
+        assert "needs review:  " + str(len(review)) in status
+        for job_id, _name in review:
+            assert voxbatch(fast, "retry", str(job_id)).returncode == 0
+        assert run_once(fast).returncode == 0
+    assert originals(home / "done") == inputs
+    assert check_invariants(home, inputs, emu) == ZERO
+
+
+def test_sigterm_drains_then_requeues_what_is_unfinished(make_emulator, home: Path, spawn) -> None:
+    emu = make_emulator(speed=1.0)
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "long.wav").write_bytes(wav_bytes(20.0))
+    env = daemon_env(emu, home, VOXBATCH_DAEMON__DRAIN_SECONDS="1")
+    daemon = spawn(env)
+    wait_until(
+        lambda: any(s.total_bytes > 0 for s in emu.records.sessions), 60, "streaming", daemon
+    )
+    started = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    assert time.monotonic() - started < 8  # 1 s of drain, then out
+    assert rows(home, "SELECT state, wait_reason FROM job") == [
+        ("queued", "voxbatch stopped before it finished")
+    ]
+    assert rows(home, "SELECT outcome, estimated FROM api_call") == [("cancelled", 1)]
+    assert originals(home / "work") == {"1.wav"}
+    emu.reconfigure(speed=0)
+    assert run_once(env).returncode == 0
+    assert originals(home / "done") == {"long.wav"}
+    assert check_invariants(home, {"long.wav"}, emu) == ZERO
+
+
+def test_sigterm_lets_a_short_job_finish(make_emulator, home: Path, spawn) -> None:
+    emu = make_emulator(speed=1.0)
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "short.wav").write_bytes(wav_bytes(3.0))
+    daemon = spawn(daemon_env(emu, home, VOXBATCH_DAEMON__DRAIN_SECONDS="30"))
+    wait_until(
+        lambda: any(s.total_bytes > 0 for s in emu.records.sessions), 60, "streaming", daemon
+    )
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    assert originals(home / "done") == {"short.wav"}
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_sd_notify_ready_status_stopping(
+    emulator: Emulator, home: Path, spawn, tmp_path: Path, abstract: bool
+) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"voxbatch-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        address = "@" + name
+    else:
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+    sock.settimeout(30)
+    messages: list[str] = []
+
+    def receive() -> None:
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except OSError:
+                return
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    env = daemon_env(emulator, home, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000")
+    env["WATCHDOG_PID"] = ""
+    daemon = spawn(env)
+    wait_until(lambda: any("READY=1" in m for m in messages), 30, "READY=1", daemon)
+    ready = next(m for m in messages if "READY=1" in m)
+    assert "STATUS=0 queued, 0 running" in ready
+    wait_until(lambda: any(m == "WATCHDOG=1" for m in messages), 10, "WATCHDOG=1", daemon)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    wait_until(lambda: any("STOPPING=1" in m for m in messages), 5, "STOPPING=1", daemon)
+    sock.close()
