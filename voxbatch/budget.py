@@ -10,15 +10,20 @@ estimates. At a cap jobs wait — they never fail — and are checked again on e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from voxbatch import store
+from voxbatch.audio import probe
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.costs import stt_charge, tts_charge
+from voxbatch.errors import VoxbatchError, one_line
 from voxbatch.models import ApiCall, CostEstimate, Event, Job, JobState
 from voxbatch.summarize import estimate_chat_usd
 from voxbatch.summary_store import record_estimate
@@ -257,3 +262,30 @@ def budget_summary(session: Session, settings: Settings, now: datetime) -> dict[
             .where(Job.state == JobState.queued, Job.stage == BUDGET_WAIT_STAGE)
         ).one(),
     }
+
+
+@dataclass(frozen=True)
+class FileEstimate:
+    path: Path
+    audio_seconds: float | None
+    estimated_usd: Decimal | None
+    error: str | None = None
+
+
+async def estimate_files(
+    settings: Settings, profile: InboxProfile, paths: Sequence[Path], *, ffmpeg: str
+) -> list[FileEstimate]:
+    """Probe each file (ffmpeg only, no API call, no job) and estimate what it would cost."""
+    found = []
+    for path in paths:
+        try:
+            info = await probe(path, ffmpeg=ffmpeg)
+        except VoxbatchError as exc:
+            found.append(FileEstimate(path, None, None, one_line(exc)))
+            continue
+        except OSError as exc:
+            found.append(FileEstimate(path, None, None, f"cannot read: {exc.strerror}"))
+            continue
+        seconds = info.duration_seconds
+        found.append(FileEstimate(path, seconds, estimate_job_cost(settings, profile, seconds)))
+    return found
