@@ -300,3 +300,49 @@ def test_split_text_respects_the_limit_and_boundaries() -> None:
     assert all(p.endswith((".", "!", "words")) for p in pieces[:-1])
     assert split_text("  short  ", 300) == ["short"]
     assert math.ceil(len("x" * 1000) / 300) == len(split_text("x" * 1000, 300))
+
+
+def test_a_timeout_after_sending_is_not_retried_and_is_charged_as_estimated(
+    make_emulator: Any, db: Database, isolated_env: Path, samples: list[Path]
+) -> None:
+    emu = make_emulator(http_delay_first=1, http_delay_s=1.5, http_delay_endpoints=("chat",))
+    settings = make_settings(isolated_env, emu, http_timeout_s=0.3)
+    job_id = transcribe(settings, db, samples[0], isolated_env / "outbox")
+    with pytest.raises(ProviderError, match=r"no chat answer within 0.3 s") as info:
+        summarise(settings, db, job_id, summary_profile(), isolated_env / "outbox")
+    assert not info.value.retryable and "billed" in info.value.hint
+    (row,) = [r for r in calls(db, job_id) if r.kind == "chat"]
+    assert row.outcome == "timeout" and row.estimated
+    assert row.cost_usd is not None and row.cost_usd > 0 and row.output_tokens == 1024
+    assert len(emu.records.chat) == 1
+    # The retry of the job (the server answers at once now) buys the summary then.
+    outcome = summarise(settings, db, job_id, summary_profile(), isolated_env / "outbox")
+    assert outcome.bought_summary and len(emu.records.chat) == 2
+
+
+def test_unreachable_server_is_retried_then_reported_retryable(
+    emulator: Emulator, db: Database, isolated_env: Path, samples: list[Path]
+) -> None:
+    job_id = transcribe(make_settings(isolated_env, emulator), db, samples[0], isolated_env / "o")
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings.model_validate(
+        {
+            "home": str(isolated_env),
+            "mistral": {"base_url": f"http://127.0.0.1:{port}"},
+            "daemon": {"retry_initial_s": 0.01, "retry_max_s": 0.02, "retry_attempts": 3},
+        }
+    )
+    with pytest.raises(ProviderError, match="cannot reach Mistral for chat") as info:
+        summarise(settings, db, job_id, summary_profile(), isolated_env / "o")
+    assert info.value.retryable
+    rows = [r for r in calls(db, job_id) if r.kind == "chat"]
+    assert [(r.outcome, r.cost_usd, r.estimated) for r in rows] == [
+        ("connect_error", Decimal(0), False)
+    ] * 3
+    with db.read() as session:
+        retries = [e for e in store.events_for(session, job_id) if e.kind == "retry_scheduled"]
+    assert len(retries) == 2
