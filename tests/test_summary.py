@@ -11,6 +11,7 @@ import base64
 import math
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,36 @@ def test_unreachable_server_is_retried_then_reported_retryable(
     with db.read() as session:
         retries = [e for e in store.events_for(session, job_id) if e.kind == "retry_scheduled"]
     assert len(retries) == 2
+
+
+def test_a_copy_waits_for_the_summary_its_primary_is_buying(
+    emulator: Emulator, db: Database, isolated_env: Path, samples: list[Path], tmp_path: Path
+) -> None:
+    settings = make_settings(isolated_env, emulator)
+    outbox = isolated_env / "outbox"
+    first = transcribe(settings, db, samples[0], outbox)
+    copy = tmp_path / "copy.mp3"
+    copy.write_bytes(samples[0].read_bytes())
+    second = transcribe(settings, db, copy, outbox)
+    with db.write() as session:  # the primary is still working, under a live lease
+        job = session.get_one(Job, first)
+        job.lease_expires_at = datetime.now(UTC) + timedelta(minutes=1)
+        store.set_state(session, job, JobState.summarizing, stage="summary")
+
+    async def both() -> tuple[SummaryOutcome, SummaryOutcome]:
+        def stage(job_id: int) -> Any:
+            return run_summary_stages(
+                settings, db, job_id, summary_profile(), outbox, api_key=KEY, poll_s=0.01
+            )
+
+        copy_task = asyncio.create_task(stage(second))
+        await asyncio.sleep(0.2)  # the copy starts first, and must wait
+        assert not copy_task.done()
+        primary = await stage(first)
+        return primary, await copy_task
+
+    primary, duplicate = asyncio.run(both())
+    assert primary.bought and not duplicate.bought and duplicate.reused_from_job == first
+    assert len(emulator.records.chat) == 1 and len(emulator.records.speech) == 1
+    assert calls(db, second) == []
+    assert (outbox / "copy.summary.mp3").read_bytes() == primary.speech_path.read_bytes()  # type: ignore[union-attr]

@@ -83,7 +83,8 @@ async def run_summary_stages(
         transcript = store.transcript_for(session, job)
         if transcript is None:
             raise VoxbatchError(f"job {job_id} has no transcript yet: nothing to summarise")
-        text, language = transcript.text, transcript.language or job.language
+        text = transcript.text
+        language = transcript.language or job.language or profile.language
         source_name, sha = job.source_name, job.content_sha256
         existing = summary_store.summary_for(session, sha, recipe)
         store.set_state(
