@@ -94,7 +94,7 @@ def schema_of(engine: sa.Engine) -> dict[str, Any]:
         )
     schema: dict[str, Any] = {}
     for table in inspector.get_table_names():
-        if table == "migrations" or table.startswith("transcript_fts"):
+        if table == "migrations" or table.startswith(("transcript_fts", "summary_fts")):
             continue
         schema[table] = {
             "columns": {
@@ -140,7 +140,16 @@ def declared_schema(tmp_path: Path, metadata: sa.MetaData) -> dict[str, Any]:
 def test_migrated_database_matches_models(db: Database, tmp_path: Path) -> None:
     migrated = schema_of(db.engine)
     declared = declared_schema(tmp_path, SQLModel.metadata)
-    assert set(migrated) == {"job", "transcript", "segment", "api_call", "event", "worker"}
+    assert set(migrated) == {
+        "worker",
+        "job",
+        "transcript",
+        "segment",
+        "api_call",
+        "event",
+        "summary",
+        "cost_estimate",
+    }
     for table in declared:
         assert migrated.get(table) == declared[table], table
     assert migrated == declared

@@ -11,19 +11,21 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from voxbatch import reports, store
-from voxbatch.config import OUTPUT_FORMATS, Settings, load_settings, masked
+from voxbatch.config import OUTPUT_FORMATS, InboxProfile, Settings, load_settings, masked
 from voxbatch.costs import format_usd
 from voxbatch.db import Database, fts_query, open_database
 from voxbatch.errors import ConfigError, VoxbatchError
 from voxbatch.logs import configure_logging
-from voxbatch.models import JobState
+from voxbatch.models import Job, JobState
 from voxbatch.render import emit, emit_json, segment_line, table
+from voxbatch.reports import COST_GROUPINGS
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
 
@@ -134,6 +136,11 @@ def main(ctx: click.Context, config_file: Path | None, home: Path | None) -> Non
     type=click.Choice(OUTPUT_FORMATS),
     help="Output format (repeatable; default: the inbox profile's outputs).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Probe the files and print what each would cost; call nothing, create no jobs.",
+)
 @json_option
 @click.pass_obj
 def process(
@@ -144,6 +151,7 @@ def process(
     context_bias: tuple[str, ...],
     diarize: bool | None,
     formats: tuple[str, ...],
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Transcribe FILES now; the originals stay where they are. Exits 1 if any failed."""
@@ -151,7 +159,8 @@ def process(
     from voxbatch.progress import StderrReporter
 
     settings = app.settings
-    settings.api_key()  # no key: say so once, before any work (exit 2)
+    if not dry_run:
+        settings.api_key()  # no key: say so once, before any work (exit 2)
     changes: dict[str, Any] = {}
     if language:
         changes["language"] = language
@@ -168,6 +177,9 @@ def process(
     target = out_dir if out_dir is not None else settings.folder("outbox")
     # Files named on the command line were chosen by the user: follow their symlinks.
     files = tuple(p.resolve() if p.is_symlink() else p for p in files)
+    if dry_run:
+        _print_estimates(settings, profile, files, as_json)
+        return
     pipeline = Pipeline(settings, app.db, reporter=StderrReporter(len(files)))
     outcomes = asyncio.run(pipeline.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
@@ -207,6 +219,43 @@ def run(app: App, once: bool) -> None:
     except VoxbatchError as exc:
         fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
     sys.exit(asyncio.run(daemon.run()))
+
+
+def _print_estimates(
+    settings: Settings, profile: InboxProfile, files: tuple[Path, ...], as_json: bool
+) -> None:
+    from voxbatch.budget import estimate_files
+    from voxbatch.ffmpeg import find_ffmpeg
+    from voxbatch.pipeline import display_path
+
+    found = asyncio.run(
+        estimate_files(settings, profile, files, ffmpeg=find_ffmpeg(settings.ffmpeg))
+    )
+    rows = [
+        {
+            "file": display_path(f.path),
+            "audio_seconds": f.audio_seconds,
+            "estimated_usd": f.estimated_usd,
+            "error": f.error,
+        }
+        for f in found
+    ]
+    total = sum((f.estimated_usd or Decimal(0) for f in found), Decimal(0))
+    report = {
+        "files": rows,
+        "total_usd": total,
+        "summary": profile.summary,
+        "prices_effective": settings.prices.effective,
+    }
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(table(rows, ["file", "audio_seconds", "estimated_usd", "error"]))
+    what = "transcription, summary and speech" if profile.summary else "transcription"
+    click.echo(
+        f"\ntotal: {format_usd(total)} estimated for {what} "
+        f"(prices effective {settings.prices.effective}); nothing was called"
+    )
 
 
 JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "created_at"]
@@ -265,6 +314,8 @@ def show(app: App, job: str, as_json: bool) -> None:
         if data[key] is not None:
             click.echo(f"{key + ':':<16}{data[key]}")
     click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
+    if data["estimated_cost_usd"] is not None:
+        click.echo(f"{'estimated:':<16}{format_usd(data['estimated_cost_usd'])}")
     transcript = data["transcript"]
     if transcript:
         click.echo(f"\nTranscript ({transcript['model']}, {len(transcript['segments'])} segments):")
@@ -272,6 +323,15 @@ def show(app: App, job: str, as_json: bool) -> None:
         click.echo("\nSegments:")
         for seg in transcript["segments"]:
             click.echo("  " + segment_line(seg["start"], seg["end"], seg["text"], seg["speaker"]))
+    for summary in data["summaries"]:
+        speech = summary["speech"]
+        spoken = (
+            f", spoken: {speech['format']} {speech['bytes']} bytes, voice {speech['voice']}"
+            if speech
+            else ", not spoken yet"
+        )
+        click.echo(f"\nSummary ({summary['model']}, {summary['parts']} part(s){spoken}):")
+        click.echo(summary["text"].strip())
     click.echo("\nAPI calls:")
     click.echo(
         table(
@@ -284,10 +344,13 @@ def show(app: App, job: str, as_json: bool) -> None:
         click.echo(f"  {ev['at']:%Y-%m-%d %H:%M:%S}  {ev['kind']:<16} {ev['detail']}")
 
 
+EXPORT_FORMATS = (*OUTPUT_FORMATS, "summary", "speech")
+
+
 @main.command()
 @click.argument("job")
 @click.option(
-    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="txt", show_default=True
+    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="txt", show_default=True
 )
 @click.option(
     "-o",
@@ -297,21 +360,58 @@ def show(app: App, job: str, as_json: bool) -> None:
 )
 @click.pass_obj
 def export(app: App, job: str, fmt: str, output: Path | None) -> None:
-    """Print or save JOB's transcript as txt, srt, vtt or json."""
-    from voxbatch.outputs import atomic_write, render
+    """Print or save JOB's transcript as txt, srt, vtt or json, its written summary
+    (summary: Markdown) or its spoken summary (speech: audio, to a file or a pipe)."""
+    from voxbatch.outputs import atomic_write, atomic_write_bytes, render
     from voxbatch.pipeline import document_for
 
+    content: str | bytes
     with app.db.read() as session:
-        doc = document_for(session, store.resolve_job(session, job))
-    text = render(doc, fmt)
+        found = store.resolve_job(session, job)
+        if fmt in ("summary", "speech"):
+            content = _summary_content(session, found, fmt)
+        else:
+            content = render(document_for(session, found), fmt)
     if output is None:
-        click.echo(text, nl=False)
-    else:
-        try:
-            atomic_write(output, text)
-        except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror}")
-        click.echo(f"wrote {output}", err=True)
+        if isinstance(content, bytes):
+            if sys.stdout.isatty():
+                fail("the spoken summary is audio: give -o FILE or redirect stdout", code=2)
+            sys.stdout.flush()
+            sys.stdout.buffer.write(content)
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(content, nl=False)
+        return
+    try:
+        if isinstance(content, bytes):
+            atomic_write_bytes(output, content)
+        else:
+            atomic_write(output, content)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"wrote {output}", err=True)
+
+
+def _summary_content(session: store.Session, job: Job, fmt: str) -> str | bytes:
+    """The newest summary of the job's audio, as Markdown or as its speech audio."""
+    from voxbatch.summary_stage import summary_markdown
+    from voxbatch.summary_store import summaries_for
+
+    summaries = summaries_for(session, job.content_sha256)
+    if not summaries:
+        raise VoxbatchError(
+            f"job {job.id} has no summary",
+            hint="summaries are made for inboxes with summary = true",
+        )
+    latest = summaries[-1]
+    if fmt == "summary":
+        return summary_markdown(job.source_name, latest.text)
+    spoken = [s for s in summaries if s.speech_audio is not None]
+    if not spoken or spoken[-1].speech_audio is None:
+        raise VoxbatchError(
+            f"job {job.id} has no spoken summary yet", hint="`voxbatch retry` resumes it"
+        )
+    return spoken[-1].speech_audio
 
 
 @main.command()
@@ -320,46 +420,72 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
 @json_option
 @click.pass_obj
 def search(app: App, query: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """Full-text search over transcripts, best matches first, with snippets."""
+    """Full-text search over transcripts and summaries, best matches first, with snippets."""
+    from voxbatch.summary_store import search_summaries
+
     if not " ".join(query).split():
         raise click.BadParameter("give at least one word to search for")
     match = fts_query(" ".join(query))
     with app.db.read() as session:
-        hits = store.search_transcripts(session, match, limit=limit)
-    rows = [{"job_id": h.job_id, "file": h.source_name, "snippet": h.snippet} for h in hits]
-    emit(rows, ["job_id", "file", "snippet"], as_json=as_json)
+        found = [
+            (h.rank, h.job_id, h.source_name, "transcript", h.snippet)
+            for h in store.search_transcripts(session, match, limit=limit)
+        ]
+        found += [
+            (h.rank, h.job_id, h.source_name, "summary", h.snippet)
+            for h in search_summaries(session, match, limit=limit)
+        ]
+    hits = sorted(found, key=lambda hit: hit[0])[:limit]  # bm25: lower is better
+    rows = [
+        {"job_id": job_id, "file": name, "in": where, "snippet": snippet}
+        for _, job_id, name, where, snippet in hits
+    ]
+    emit(rows, ["job_id", "file", "in", "snippet"], as_json=as_json)
     if not hits:
         click.echo("no matches", err=True)
 
 
 @main.command()
+@click.option(
+    "--by",
+    type=click.Choice(COST_GROUPINGS),
+    help="Group by UTC day, UTC month, model, kind (stt/chat/tts) or inbox "
+    "(default: model and kind).",
+)
 @click.option("--since", help="Only calls since (ISO date or 7d, 12h, 30m).")
 @json_option
 @click.pass_obj
-def costs(app: App, since: str | None, as_json: bool) -> None:
-    """What the API calls cost, by model and kind, from the recorded calls."""
+def costs(app: App, by: str | None, since: str | None, as_json: bool) -> None:
+    """What the API calls cost, from the recorded calls; estimates against actual costs."""
     with app.db.read() as session:
-        report = reports.costs_report(session, since=parse_since(since))
+        report = reports.costs_report(session, since=parse_since(since), by=by)
     if as_json:
         emit_json(report)
         return
+    keys = ["model", "kind"] if by is None else [by]
+    columns = [
+        "calls",
+        "failed_calls",
+        "audio_seconds",
+        "input_tokens",
+        "output_tokens",
+        "characters",
+        "cost_usd",
+        "estimated_usd",
+    ]
+    click.echo(table(report["rows"], [*keys, *columns]))
     click.echo(
-        table(
-            report["rows"],
-            [
-                "model",
-                "kind",
-                "calls",
-                "failed_calls",
-                "audio_seconds",
-                "input_tokens",
-                "output_tokens",
-                "characters",
-                "cost_usd",
-            ],
-        )
+        f"\ntotal: {format_usd(report['total_usd'])} "
+        f"({format_usd(report['estimated_usd'])} of it estimated: attempts whose charge "
+        "is uncertain)"
     )
-    click.echo(f"\ntotal: {format_usd(report['total_usd'])}")
+    est = report["estimates"]
+    if est["jobs"]:
+        click.echo(
+            f"pre-job estimates: {est['jobs']} finished jobs estimated at "
+            f"{format_usd(est['estimated_usd'])} cost {format_usd(est['actual_usd'])} "
+            f"({est['jobs_over_estimate']} above their estimate)"
+        )
 
 
 @main.group()

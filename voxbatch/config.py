@@ -42,6 +42,16 @@ class MistralSettings(_Strict):
     connect_timeout_s: float = Field(default=20.0, gt=0)
     # No event and no send progress for this long means the server is stuck.
     idle_timeout_s: float = Field(default=60.0, gt=0)
+    # Chat and speech requests: the whole HTTP exchange may take this long.
+    http_timeout_s: float = Field(default=120.0, gt=0)
+    # The chat model's context window. Transcripts that do not fit are summarised in parts
+    # (map-reduce); 32k is conservative for mistral-small (128k) and keeps each call modest.
+    chat_context_tokens: int = Field(default=32_000, ge=1_000)
+    # Characters per token assumed when cutting transcripts into parts (3 is conservative:
+    # most languages average 3.5-4.5 with Mistral's tokenizer).
+    chat_chars_per_token: float = Field(default=3.0, gt=0.5, le=10)
+    # Most tokens the chat model may answer with, per part and for the combined summary.
+    summary_max_tokens: int = Field(default=1_024, ge=16)
 
     @field_validator("base_url")
     @classmethod
@@ -103,6 +113,9 @@ class InboxProfile(_Strict):
     voice_id: str = ""
     ref_audio: Path | None = None
     speech_format: Literal["mp3", "wav", "flac", "opus", "pcm"] = "mp3"
+    # Spend caps for this inbox's jobs alone (USD, UTC day/month; 0 = no cap).
+    budget_daily_usd: Decimal = Field(default=Decimal(0), ge=0)
+    budget_monthly_usd: Decimal = Field(default=Decimal(0), ge=0)
 
     @field_validator("language")
     @classmethod
@@ -117,6 +130,12 @@ class InboxProfile(_Strict):
     @classmethod
     def _csv(cls, v: Any) -> Any:
         return _split_list(v)
+
+    @model_validator(mode="after")
+    def _one_voice(self) -> InboxProfile:
+        if self.voice_id and self.ref_audio is not None:
+            raise ValueError("give voice_id or ref_audio, not both")
+        return self
 
 
 class BudgetSettings(_Strict):

@@ -206,7 +206,80 @@ m002_daemon = Migration(
     },
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_daemon)
+# Summaries (written and spoken) and pre-job cost estimates; self-contained so that it applies
+# after any other migration.
+m003_summaries = Migration(
+    name="m003_summaries",
+    sql={
+        "sqlite": (
+            """
+            CREATE TABLE summary (
+                id INTEGER NOT NULL,
+                job_id INTEGER NOT NULL,
+                content_sha256 VARCHAR(64) NOT NULL,
+                recipe VARCHAR(64) NOT NULL,
+                prompt VARCHAR NOT NULL,
+                model VARCHAR NOT NULL,
+                text VARCHAR NOT NULL,
+                language VARCHAR(16),
+                parts INTEGER NOT NULL,
+                created_at DATETIME NOT NULL,
+                speech_audio BLOB,
+                speech_format VARCHAR(8),
+                speech_voice VARCHAR,
+                speech_model VARCHAR,
+                speech_job_id INTEGER,
+                PRIMARY KEY (id),
+                CONSTRAINT uq_summary_recipe UNIQUE (content_sha256, recipe),
+                FOREIGN KEY (job_id) REFERENCES job (id),
+                FOREIGN KEY (speech_job_id) REFERENCES job (id)
+            )
+            """,
+            "CREATE INDEX ix_summary_job_id ON summary (job_id)",
+            "CREATE INDEX ix_summary_content_sha256 ON summary (content_sha256)",
+            """
+            CREATE TABLE cost_estimate (
+                job_id INTEGER NOT NULL,
+                estimated_usd VARCHAR(40) NOT NULL,
+                audio_seconds FLOAT,
+                basis VARCHAR NOT NULL,
+                created_at DATETIME NOT NULL,
+                PRIMARY KEY (job_id),
+                FOREIGN KEY (job_id) REFERENCES job (id)
+            )
+            """,
+            # Summaries are searched like transcripts (external content kept by triggers).
+            """
+            CREATE VIRTUAL TABLE summary_fts USING fts5(
+                text,
+                content='summary',
+                content_rowid='id',
+                tokenize='unicode61 remove_diacritics 2'
+            )
+            """,
+            """
+            CREATE TRIGGER summary_fts_insert AFTER INSERT ON summary BEGIN
+                INSERT INTO summary_fts (rowid, text) VALUES (new.id, new.text);
+            END
+            """,
+            """
+            CREATE TRIGGER summary_fts_delete AFTER DELETE ON summary BEGIN
+                INSERT INTO summary_fts (summary_fts, rowid, text)
+                    VALUES ('delete', old.id, old.text);
+            END
+            """,
+            """
+            CREATE TRIGGER summary_fts_update AFTER UPDATE OF text ON summary BEGIN
+                INSERT INTO summary_fts (summary_fts, rowid, text)
+                    VALUES ('delete', old.id, old.text);
+                INSERT INTO summary_fts (rowid, text) VALUES (new.id, new.text);
+            END
+            """,
+        ),
+    },
+)
+
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_daemon, m003_summaries)
 
 
 def run_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:

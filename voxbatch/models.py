@@ -222,3 +222,47 @@ class Event(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
     kind: str = Field(max_length=40)
     detail: str = ""
+
+
+class Summary(SQLModel, table=True):
+    """A written summary of one audio's transcript, and its spoken version once bought.
+
+    Keyed by content hash and `recipe` (a hash of the chat model and prompt that produced it):
+    every job with the same audio and recipe shares it, and a different prompt is a different
+    summary. The speech columns stay empty until text to speech has been bought.
+    """
+
+    __tablename__ = "summary"
+    __table_args__ = (sa.UniqueConstraint("content_sha256", "recipe", name="uq_summary_recipe"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    content_sha256: str = Field(index=True, max_length=64)
+    recipe: str = Field(max_length=64)
+    prompt: str
+    model: str
+    text: str
+    language: str | None = Field(default=None, max_length=16)
+    parts: int = 1
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+    speech_audio: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary()))
+    speech_format: str | None = Field(default=None, max_length=8)
+    speech_voice: str | None = None
+    speech_model: str | None = None
+    speech_job_id: int | None = Field(default=None, foreign_key="job.id")
+
+
+class CostEstimate(SQLModel, table=True):
+    """What a job was expected to cost when it was allowed to start (for budgets and reports)."""
+
+    __tablename__ = "cost_estimate"
+
+    job_id: int = Field(foreign_key="job.id", primary_key=True)
+    estimated_usd: Decimal = Field(sa_column=sa.Column(DecimalText(), nullable=False))
+    audio_seconds: float | None = None
+    basis: str = ""
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )

@@ -134,3 +134,17 @@ def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
         atomic_write(path, render(doc, fmt))
         written.append(path)
     return written
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    """`atomic_write` for binary files (spoken summaries)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

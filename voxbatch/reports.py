@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from voxbatch import store
-from voxbatch.models import ApiCall, Job
+from voxbatch import store, summary_store
+from voxbatch.models import TERMINAL_STATES, ApiCall, CostEstimate, Job, Summary
 
 
 def job_rows(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:
@@ -63,6 +63,29 @@ def call_row(call: ApiCall) -> dict[str, Any]:
     }
 
 
+def summary_row(summary: Summary) -> dict[str, Any]:
+    speech = None
+    if summary.speech_audio is not None:
+        speech = {
+            "format": summary.speech_format,
+            "voice": summary.speech_voice,
+            "model": summary.speech_model,
+            "bytes": len(summary.speech_audio),
+            "bought_by_job": summary.speech_job_id,
+        }
+    return {
+        "id": summary.id,
+        "bought_by_job": summary.job_id,
+        "model": summary.model,
+        "prompt": summary.prompt,
+        "language": summary.language,
+        "parts": summary.parts,
+        "text": summary.text,
+        "speech": speech,
+        "created_at": summary.created_at,
+    }
+
+
 def job_detail(session: Session, job: Job) -> dict[str, Any]:
     assert job.id is not None
     calls = store.calls_for(session, job.id)
@@ -81,6 +104,11 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
                 for s in store.segments_for(session, transcript.id)
             ],
         }
+    data["summaries"] = [
+        summary_row(x) for x in summary_store.summaries_for(session, job.content_sha256)
+    ]
+    estimate = summary_store.estimate_for(session, job.id)
+    data["estimated_cost_usd"] = estimate.estimated_usd if estimate is not None else None
     data["api_calls"] = [call_row(c) for c in calls]
     data["history"] = [
         {"at": e.at, "kind": e.kind, "detail": e.detail} for e in store.events_for(session, job.id)
@@ -88,9 +116,37 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
     return data
 
 
-def costs_report(session: Session, *, since: datetime | None = None) -> dict[str, Any]:
-    """Totals by model and kind, summed exactly from the api_call rows."""
-    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+COST_GROUPINGS = ("day", "month", "model", "kind", "inbox")
+
+
+def _group_key(call: ApiCall, by: str | None, inboxes: dict[int, str | None]) -> tuple[str, ...]:
+    if by == "day":
+        return (call.started_at.astimezone(UTC).date().isoformat(),)
+    if by == "month":
+        return (call.started_at.astimezone(UTC).strftime("%Y-%m"),)
+    if by == "model":
+        return (call.model,)
+    if by == "kind":
+        return (call.kind,)
+    if by == "inbox":
+        inbox = inboxes.get(call.job_id) if call.job_id is not None else None
+        return (inbox or "(none)",)
+    return (call.model, call.kind)
+
+
+def costs_report(
+    session: Session, *, since: datetime | None = None, by: str | None = None
+) -> dict[str, Any]:
+    """Totals summed exactly from the api_call rows: by model and kind, or by `by`.
+
+    Days and months are UTC. Each group splits its cost into measured (from usage the API
+    reported) and estimated (attempts whose charge is uncertain). `estimates` compares the
+    costs expected when jobs were let start with what those jobs cost.
+    """
+    if by is not None and by not in COST_GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}")
+    keys = ("model", "kind") if by is None else (by,)
+    groups: dict[tuple[str, ...], dict[str, Any]] = defaultdict(
         lambda: {
             "calls": 0,
             "failed_calls": 0,
@@ -100,11 +156,20 @@ def costs_report(session: Session, *, since: datetime | None = None) -> dict[str
             "output_tokens": 0,
             "characters": 0,
             "cost_usd": Decimal(0),
+            "measured_usd": Decimal(0),
+            "estimated_usd": Decimal(0),
         }
     )
-    total = Decimal(0)
-    for call in store.all_calls(session, since):
-        group = groups[(call.model, call.kind)]
+    calls = store.all_calls(session, since)
+    inboxes: dict[int, str | None] = {}
+    if by == "inbox":
+        job_ids = {c.job_id for c in calls if c.job_id is not None}
+        rows = session.exec(select(Job.id, Job.inbox).where(col(Job.id).in_(job_ids))).all()
+        inboxes = {job_id: inbox for job_id, inbox in rows if job_id is not None}
+    total = estimated_total = Decimal(0)
+    for call in calls:
+        group = groups[_group_key(call, by, inboxes)]
+        cost = call.cost_usd or Decimal(0)
         group["calls"] += 1
         group["failed_calls"] += call.outcome != "ok"
         group["estimated_calls"] += bool(call.estimated)
@@ -112,7 +177,35 @@ def costs_report(session: Session, *, since: datetime | None = None) -> dict[str
         group["input_tokens"] += call.input_tokens or 0
         group["output_tokens"] += call.output_tokens or 0
         group["characters"] += call.characters or 0
-        group["cost_usd"] += call.cost_usd or Decimal(0)
-        total += call.cost_usd or Decimal(0)
-    rows = [{"model": m, "kind": k, **v} for (m, k), v in sorted(groups.items())]
-    return {"since": since, "total_usd": total, "rows": rows}
+        group["cost_usd"] += cost
+        group["estimated_usd" if call.estimated else "measured_usd"] += cost
+        total += cost
+        estimated_total += cost if call.estimated else 0
+    rows_out = [dict(zip(keys, key, strict=True)) | v for key, v in sorted(groups.items())]
+    return {
+        "by": by,
+        "since": since,
+        "total_usd": total,
+        "measured_usd": total - estimated_total,
+        "estimated_usd": estimated_total,
+        "rows": rows_out,
+        "estimates": estimate_comparison(session, since=since),
+    }
+
+
+def estimate_comparison(session: Session, *, since: datetime | None = None) -> dict[str, Any]:
+    """Pre-job estimates against what the same jobs cost (finished jobs only)."""
+    query = select(CostEstimate, Job).join(Job, col(Job.id) == col(CostEstimate.job_id))
+    if since:
+        query = query.where(col(CostEstimate.created_at) >= since)
+    pairs = [(e, j) for e, j in session.exec(query).all() if j.state in TERMINAL_STATES]
+    actual = store.costs_by_job(session, [e.job_id for e, _ in pairs])
+    estimated = sum((e.estimated_usd for e, _ in pairs), Decimal(0))
+    spent = sum(actual.values(), Decimal(0))
+    return {
+        "jobs": len(pairs),
+        "estimated_usd": estimated,
+        "actual_usd": spent,
+        "difference_usd": spent - estimated,
+        "jobs_over_estimate": sum(actual[e.job_id] > e.estimated_usd for e, _ in pairs),
+    }

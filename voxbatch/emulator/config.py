@@ -35,6 +35,11 @@ class EmulatorConfig:
     http_fail_first: int = 0
     http_fail_status: int = 503
     http_fail_endpoints: tuple[str, ...] = ("chat", "speech")
+    # HTTP stalls: the first N requests to each endpoint named here are answered only after
+    # this many seconds (a slow or stuck server after the request arrived).
+    http_delay_first: int = 0
+    http_delay_s: float = 0.0
+    http_delay_endpoints: tuple[str, ...] = ("chat", "speech")
     # What a real server may do within the protocol, to exercise clients:
     # the language reported when the session gives no hint (None: `language: null`);
     detected_language: str | None = "en"

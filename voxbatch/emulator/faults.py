@@ -29,6 +29,7 @@ class FaultCounters:
     sessions_started: int = 0
     active_sessions: int = 0
     http_requests: dict[str, int] = field(default_factory=dict)
+    http_delayed: dict[str, int] = field(default_factory=dict)
 
     def admit_connection(self) -> Refusal | None:
         """Called for every authorised upgrade; None means accept."""
@@ -59,3 +60,11 @@ class FaultCounters:
                 self.config.http_fail_status, "http_fail_first", retry_after=self.config.retry_after
             )
         return None
+
+    def http_delay(self, endpoint: str) -> float:
+        """Seconds to wait before answering this request to `endpoint` (0 = at once)."""
+        count = self.http_delayed.get(endpoint, 0) + 1
+        self.http_delayed[endpoint] = count
+        if endpoint in self.config.http_delay_endpoints and count <= self.config.http_delay_first:
+            return self.config.http_delay_s
+        return 0.0

@@ -83,6 +83,9 @@ async def _admit(
     refusal = state.faults.http_failure(endpoint)
     if refusal is not None:
         return record, None, _failure(refusal)
+    delay = state.faults.http_delay(endpoint)
+    if delay:
+        await asyncio.sleep(delay)
     if not isinstance(body, dict):
         return record, None, _validation_error("body", "A JSON object is required")
     return record, body, None

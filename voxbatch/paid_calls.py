@@ -1,0 +1,254 @@
+"""One paid HTTP call (chat or speech): retries, and a ledger row for every attempt.
+
+The row is committed as `started` before the request leaves, and finished with what the
+answer says it cost. Retried: 429/5xx and connection failures before an answer. Not retried:
+a timeout or a lost answer after the request was sent (the server may have done the work and
+billed it), nor 4xx. The SDK's own retries stay off: this is the one place that decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+import httpx2
+from mistralai.client import errors as sdk_errors
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from voxbatch import store
+from voxbatch.config import DaemonSettings
+from voxbatch.db import Database
+from voxbatch.errors import (
+    RETRYABLE_STATUS,
+    AuthError,
+    ProviderError,
+    is_retryable,
+    one_line,
+)
+
+T = TypeVar("T")
+
+# Failures before any byte of the request can have reached the server: nothing was billed.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteError)
+# The connection broke before an answer: retried (a reset), but the cost is uncertain.
+_LOST = (httpx2.ReadError, httpx2.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What one attempt cost, for its api_call row."""
+
+    cost_usd: Decimal
+    price_basis: str
+    estimated: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    characters: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PaidCall(Generic[T]):
+    """How to send one request and what it costs.
+
+    `settle` prices a successful answer; `uncertain` prices a request that was sent but whose
+    answer never came (what it would have cost, recorded as estimated).
+    """
+
+    kind: str
+    model: str
+    send: Callable[[], Awaitable[T]]
+    settle: Callable[[T], Settlement]
+    uncertain: Callable[[], Settlement]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: ProviderError
+    outcome: str
+    charged: bool  # whether the request may have been processed (and billed)
+
+
+def classify(exc: BaseException, kind: str, timeout_s: float) -> _Failure | None:
+    """The ProviderError a chat or speech failure becomes; None for errors that are bugs."""
+    if isinstance(exc, sdk_errors.MistralError):
+        status = exc.status_code
+        detail = _detail(exc.body)
+        if status in (401, 403):
+            return _Failure(
+                AuthError(
+                    f"Mistral refused the API key for {kind} (HTTP {status})",
+                    status=status,
+                    hint="check MISTRAL_API_KEY (or the key file / systemd credential)",
+                ),
+                f"http_{status}",
+                False,
+            )
+        return _Failure(
+            ProviderError(
+                f"{kind} request failed: HTTP {status}" + (f": {detail}" if detail else ""),
+                status=status,
+                retry_after=_retry_after(exc.headers.get("retry-after")),
+                retryable=status in RETRYABLE_STATUS,
+            ),
+            f"http_{status}",
+            False,
+        )
+    if isinstance(exc, _NOT_SENT):
+        return _Failure(
+            ProviderError(f"cannot reach Mistral for {kind}: {one_line(exc)}", retryable=True),
+            "connect_error",
+            False,
+        )
+    if isinstance(exc, _LOST):
+        return _Failure(
+            ProviderError(
+                f"the connection broke before the {kind} answer: {one_line(exc)}", retryable=True
+            ),
+            "connection_lost",
+            True,
+        )
+    if isinstance(exc, httpx2.TimeoutException):
+        return _Failure(
+            ProviderError(
+                f"no {kind} answer within {timeout_s:g} s",
+                retryable=False,
+                hint="not retried at once: the request may have been processed and billed; "
+                "`voxbatch retry` resumes it",
+            ),
+            "timeout",
+            True,
+        )
+    if isinstance(exc, sdk_errors.ResponseValidationError | sdk_errors.NoResponseError):
+        return _Failure(
+            ProviderError(f"unreadable {kind} answer: {one_line(exc)}", retryable=False),
+            "invalid_response",
+            True,
+        )
+    return None
+
+
+def _detail(body: str | None) -> str:
+    """The message inside Mistral's error body ({"message": ...} or {"detail": ...})."""
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return one_line(body, 200)
+    if isinstance(data, dict):
+        for key in ("message", "detail"):
+            if isinstance(data.get(key), str):
+                return one_line(data[key], 200)
+    return one_line(body, 200)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare enough that the backoff decides
+
+
+async def call_with_retries(
+    db: Database,
+    daemon: DaemonSettings,
+    job_id: int | None,
+    call: PaidCall[T],
+    *,
+    timeout_s: float,
+) -> T:
+    """Send `call`, retrying as the module says; every attempt leaves an api_call row."""
+    backoff = wait_random_exponential(multiplier=daemon.retry_initial_s, max=daemon.retry_max_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        return max(float(backoff(state)), float(retry_after))  # never sooner than Retry-After
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        with db.write() as session:
+            store.add_event(
+                session,
+                "retry_scheduled",
+                f"{call.kind} attempt {state.attempt_number} failed ({one_line(exc)}); "
+                f"retrying in {state.upcoming_sleep:.1f} s",
+                job_id=job_id,
+            )
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(daemon.retry_attempts),
+        wait=wait,
+        retry=retry_if_exception(is_retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _attempt(db, job_id, call, timeout_s)
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+async def _attempt(db: Database, job_id: int | None, call: PaidCall[T], timeout_s: float) -> T:
+    with db.write() as session:
+        row = store.start_call(session, job_id=job_id, kind=call.kind, model=call.model)
+        call_id = row.id
+    assert call_id is not None
+    try:
+        result = await call.send()
+    except BaseException as exc:
+        failure = classify(exc, call.kind, timeout_s)
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            outcome, charged = "cancelled", True
+        elif failure is None:
+            outcome, charged = "error", True
+        else:
+            outcome, charged = failure.outcome, failure.charged
+        settlement = call.uncertain() if charged else _nothing(call)
+        with db.write() as session:
+            _finish(session, call_id, outcome, settlement, one_line(exc, 500))
+        if failure is not None:
+            raise failure.error from exc
+        raise
+    settlement = call.settle(result)
+    with db.write() as session:
+        _finish(session, call_id, "ok", settlement, None)
+    return result
+
+
+def _nothing(call: PaidCall[T]) -> Settlement:
+    """A refused request costs nothing; the row still names the price it would have used."""
+    return Settlement(Decimal(0), call.uncertain().price_basis)
+
+
+def _finish(
+    session: store.Session,
+    call_id: int,
+    outcome: str,
+    settlement: Settlement,
+    error_detail: str | None,
+) -> None:
+    store.finish_call(
+        session,
+        call_id,
+        outcome=outcome,
+        cost_usd=settlement.cost_usd,
+        price_basis=settlement.price_basis,
+        estimated=settlement.estimated,
+        input_tokens=settlement.input_tokens,
+        output_tokens=settlement.output_tokens,
+        characters=settlement.characters,
+        request_id=settlement.request_id,
+        error_detail=error_detail,
+    )

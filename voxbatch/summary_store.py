@@ -1,0 +1,130 @@
+"""Reads and writes of summaries and pre-job estimates (the tables of migration m003).
+
+Like `store`, every function takes an open Session and leaves the transaction to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from voxbatch.models import CostEstimate, Summary
+
+
+def summary_for(session: Session, content_sha256: str, recipe: str) -> Summary | None:
+    return session.exec(
+        select(Summary).where(Summary.content_sha256 == content_sha256, Summary.recipe == recipe)
+    ).first()
+
+
+def summaries_for(session: Session, content_sha256: str) -> list[Summary]:
+    """Every summary of this audio, oldest first (one per prompt and model)."""
+    return list(
+        session.exec(
+            select(Summary)
+            .where(Summary.content_sha256 == content_sha256)
+            .order_by(col(Summary.id))
+        ).all()
+    )
+
+
+def save_summary(
+    session: Session,
+    *,
+    job_id: int,
+    content_sha256: str,
+    recipe: str,
+    prompt: str,
+    model: str,
+    text: str,
+    language: str | None,
+    parts: int,
+) -> Summary:
+    """The first summary for (audio, recipe) wins; a later one was paid for but is not kept."""
+    existing = summary_for(session, content_sha256, recipe)
+    if existing is not None:
+        return existing
+    summary = Summary(
+        job_id=job_id,
+        content_sha256=content_sha256,
+        recipe=recipe,
+        prompt=prompt,
+        model=model,
+        text=text,
+        language=language,
+        parts=parts,
+    )
+    session.add(summary)
+    session.flush()
+    return summary
+
+
+def save_speech(
+    session: Session,
+    summary_id: int,
+    *,
+    job_id: int,
+    audio: bytes,
+    fmt: str,
+    voice: str,
+    model: str,
+) -> Summary:
+    summary = session.get_one(Summary, summary_id)
+    summary.speech_audio = audio
+    summary.speech_format = fmt
+    summary.speech_voice = voice
+    summary.speech_model = model
+    summary.speech_job_id = job_id
+    session.add(summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class SummaryHit:
+    job_id: int
+    summary_id: int
+    source_name: str
+    snippet: str
+    rank: float
+
+
+def search_summaries(session: Session, match: str, *, limit: int = 20) -> list[SummaryHit]:
+    """FTS5 over summaries; `match` must already be a safe MATCH expression."""
+    rows = session.connection().execute(
+        sa.text(
+            "SELECT s.id, s.job_id, j.source_name, "
+            "snippet(summary_fts, 0, '[', ']', '…', 12) AS snip, bm25(summary_fts) AS rank "
+            "FROM summary_fts JOIN summary s ON s.id = summary_fts.rowid "
+            "JOIN job j ON j.id = s.job_id "
+            "WHERE summary_fts MATCH :q ORDER BY rank LIMIT :limit"
+        ),
+        {"q": match, "limit": limit},
+    )
+    return [SummaryHit(r[1], r[0], r[2], r[3], float(r[4])) for r in rows]
+
+
+def record_estimate(
+    session: Session,
+    job_id: int,
+    estimated_usd: Decimal,
+    *,
+    audio_seconds: float | None,
+    basis: str = "",
+) -> None:
+    """What the job was expected to cost when it was let start (kept: the first one)."""
+    if session.get(CostEstimate, job_id) is None:
+        session.add(
+            CostEstimate(
+                job_id=job_id,
+                estimated_usd=estimated_usd,
+                audio_seconds=audio_seconds,
+                basis=basis,
+            )
+        )
+
+
+def estimate_for(session: Session, job_id: int) -> CostEstimate | None:
+    return session.get(CostEstimate, job_id)
