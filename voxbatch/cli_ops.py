@@ -21,7 +21,7 @@ from voxbatch.render import emit_json, table
 def status(app: App, as_json: bool) -> None:
     """Queue depth, jobs in progress and waiting, failures, spend, and the provider's state."""
     with app.db.read() as session:
-        data = ops.status_report(session)
+        data = ops.status_report(session, app.settings)
     if as_json:
         emit_json(data)
         return
@@ -32,8 +32,12 @@ def status(app: App, as_json: bool) -> None:
     click.echo(f"needs review:  {data['needs_review']}")
     if data["oldest_waiting"] is not None:
         click.echo(f"oldest queued: {ops.age(data['oldest_waiting'])} ago")
-    click.echo(f"spent today:   {format_usd(data['spend_today_usd'])}")
-    click.echo(f"spent month:   {format_usd(data['spend_month_usd'])}")
+    caps = data["budget"]
+    for period, key in (("today", "daily_cap_usd"), ("month", "monthly_cap_usd")):
+        cap = f" of {format_usd(caps[key])} cap" if caps[key] else ""
+        click.echo(f"spent {period + ':':<8}{format_usd(data[f'spend_{period}_usd'])}{cap}")
+    if caps["waiting_for_budget"]:
+        click.echo(f"over budget:   {caps['waiting_for_budget']} job(s) wait for the spend cap")
     click.echo(f"provider:      {data['provider']}")
     if data["in_progress"]:
         click.echo("\nIn progress:")

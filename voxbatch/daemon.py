@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import col, func, select
 
-from voxbatch import audio, queue, store
+from voxbatch import audio, budget, queue, store
 from voxbatch.breaker import Breaker
 from voxbatch.config import Settings
 from voxbatch.costs import format_usd
@@ -342,16 +343,56 @@ class Daemon:
         )
         # Written to while we hashed it: what counts is what we now hold.
         new_sha = await audio.file_sha256(dst) if changed else sha
+        seconds = await self._length(dst) if self._caps_set(box) else None
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
             job.content_sha256, job.size_bytes = new_sha, after.st_size
+            job.audio_seconds = seconds
             job.work_path = str(dst)
             job.move_from = job.move_to = None
             store.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
         log.info("claimed %s as job %s", display_path(src), job_id)
         self._wake.set()
 
+    def _caps_set(self, box: Inbox) -> bool:
+        caps = self.settings.budget
+        profile = box.profile
+        return bool(
+            caps.daily_usd
+            or caps.monthly_usd
+            or profile.budget_daily_usd
+            or profile.budget_monthly_usd
+        )
+
+    async def _length(self, path: Path) -> float | None:
+        """The audio's length for the cost estimate (the job fails later if it is not audio)."""
+        try:
+            return (await audio.probe(path, ffmpeg=self.pipeline.ffmpeg)).duration_seconds
+        except VoxbatchError:
+            return None
+
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
+
+    def _admit(self, session: store.Session, job: Job) -> str | None:
+        """The spend caps: None lets the job start; else why it waits (it never fails)."""
+        if job.duplicate_of is not None:
+            return None  # a copy of audio already bought or being bought costs nothing
+        held = budget.admit(
+            session,
+            self.settings,
+            self._box(job.inbox).profile,
+            job,
+            audio_seconds=job.audio_seconds,
+            now=utcnow(),
+        )
+        if held is None:
+            return None
+        reason = held[0]
+        if job.wait_reason != reason:
+            log.info("job %s waits: %s", job.id, reason)
+        job.wait_reason = reason
+        session.add(job)
+        return reason
 
     def _key_works(self) -> None:
         if not self.key_verified:
@@ -370,7 +411,9 @@ class Daemon:
         while not self._stop.is_set():
             started = False
             if self._may_claim():
-                job_id = queue.claim_next(self.db, self.owner, self.settings.daemon.lease_seconds)
+                job_id = queue.claim_next(
+                    self.db, self.owner, self.settings.daemon.lease_seconds, admit=self._admit
+                )
                 if job_id is not None:
                     task = asyncio.create_task(self._run_job(job_id))
                     self.running[job_id] = task
@@ -408,6 +451,8 @@ class Daemon:
                 .select_from(Job)
                 .where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
                 .where((col(Job.not_before).is_(None)) | (col(Job.not_before) <= soon))
+                # Held by a spend cap: it waits for the period to turn, not for this run.
+                .where(sa.or_(col(Job.stage).is_(None), col(Job.stage) != budget.BUDGET_WAIT_STAGE))
             ).one()
         return waiting == 0
 
@@ -445,6 +490,7 @@ class Daemon:
                 await self.pipeline.transcribe(job_id, path, box.profile)
                 self.breaker.success()
         written = self.pipeline.write_results(job_id, box.profile, out_dir)
+        written += await self.pipeline.summarize(job_id, box.profile, out_dir, written)
         self._file_original(job_id, JobState.done, written=written)
 
     def _resolve_duplicate(self, job_id: int) -> bool | None:

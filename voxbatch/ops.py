@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from voxbatch import queue, store
+from voxbatch.budget import BUDGET_WAIT_STAGE, budget_summary
 from voxbatch.config import Settings
 from voxbatch.db import Database
 from voxbatch.errors import VoxbatchError
@@ -20,13 +21,17 @@ from voxbatch.folders import move, work_name
 from voxbatch.models import Event, Job, JobState, utcnow
 
 
-def status_report(session: Session) -> dict[str, Any]:
+def status_report(session: Session, settings: Settings) -> dict[str, Any]:
     now = utcnow()
     counts = dict(session.exec(select(Job.state, func.count()).group_by(col(Job.state))).all())
     queued = session.exec(
         select(Job).where(Job.state == JobState.queued).order_by(col(Job.created_at))
     ).all()
-    waiting = [j for j in queued if j.not_before is not None and j.not_before > now]
+    waiting = [
+        j
+        for j in queued
+        if (j.not_before is not None and j.not_before > now) or j.stage == BUDGET_WAIT_STAGE
+    ]
     active = session.exec(
         select(Job).where(col(Job.state).in_([s.value for s in queue.ACTIVE_STATES]))
     ).all()
@@ -48,6 +53,7 @@ def status_report(session: Session) -> dict[str, Any]:
         "oldest_waiting": queued[0].created_at if queued else None,
         "spend_today_usd": _spent(session, day),
         "spend_month_usd": _spent(session, day.replace(day=1)),
+        "budget": budget_summary(session, settings, now),
         "daemons": [
             {
                 "worker": w.owner,

@@ -44,6 +44,7 @@ from voxbatch.ffmpeg import check_regular_file, find_ffmpeg
 from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
 from voxbatch.queue import owner_name, settle_abandoned_calls
+from voxbatch.summary_stage import run_summary_stages
 from voxbatch.transcribe import (
     ClientSettings,
     RealtimeTranscriber,
@@ -298,7 +299,7 @@ class Pipeline:
                 store.set_state(session, job, JobState.failed, detail=reason)
                 return FileOutcome(path, job_id, JobState.failed, primary_id, error=reason)
             link_to_primary(session, job, primary)
-        return self._publish(job_id, profile, out_dir, path)
+        return await self._publish(job_id, profile, out_dir, path)
 
     async def _wait_for(self, job_id: int) -> Job:
         """Until the job that is buying this transcript ends, in this process or another."""
@@ -344,7 +345,7 @@ class Pipeline:
             if isinstance(exc, Exception):
                 return outcome
             raise
-        return self._publish(job_id, profile, out_dir, path)
+        return await self._publish(job_id, profile, out_dir, path)
 
     async def transcribe(self, job_id: int, path: Path, profile: InboxProfile) -> None:
         """Probe and transcribe with retries, under a renewed lease; raises when it fails.
@@ -524,11 +525,12 @@ class Pipeline:
                 self.reporter.advanced(path, audio.pcm_seconds(len(chunk)))
                 yield chunk
 
-    def _publish(
+    async def _publish(
         self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
         try:
             written = self.write_results(job_id, profile, out_dir)
+            written += await self.summarize(job_id, profile, out_dir, written)
         except VoxbatchError as error:
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
@@ -549,6 +551,24 @@ class Pipeline:
                 cost_usd=store.job_cost(session, job_id),
                 language=job.language,
             )
+
+    async def summarize(
+        self, job_id: int, profile: InboxProfile, out_dir: Path, written: tuple[Path, ...]
+    ) -> tuple[Path, ...]:
+        """The written and spoken summary when the profile asks for one (checkpointed stages:
+        whatever was bought before is reused). Raises VoxbatchError when a stage fails."""
+        if not profile.summary:
+            return ()
+        outcome = await run_summary_stages(
+            self.settings,
+            self.db,
+            job_id,
+            profile,
+            out_dir,
+            api_key=self.settings.api_key(),
+            stem=written[0].stem if written else None,
+        )
+        return tuple(outcome.paths)
 
     def write_results(self, job_id: int, profile: InboxProfile, out_dir: Path) -> tuple[Path, ...]:
         """The output files; raises VoxbatchError (with a hint) when they cannot be written."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,11 +35,22 @@ ACTIVE_STATES = (
 )
 
 
-def claim_next(db: Database, owner: str, lease_seconds: float) -> int | None:
-    """The oldest runnable daemon job, leased to `owner`; None when nothing may run now."""
+def claim_next(
+    db: Database,
+    owner: str,
+    lease_seconds: float,
+    *,
+    admit: Callable[[Session, Job], str | None] | None = None,
+    scan_limit: int = 200,
+) -> int | None:
+    """The oldest runnable daemon job that `admit` lets start, leased to `owner`.
+
+    `admit` (the spend caps) returns a reason for a job that must wait; it stays queued and
+    the next one is tried. None when nothing may run now.
+    """
     now = utcnow()
     with db.write() as session:
-        job = session.exec(
+        candidates = session.exec(
             select(Job)
             .where(
                 Job.state == JobState.queued,
@@ -47,15 +59,17 @@ def claim_next(db: Database, owner: str, lease_seconds: float) -> int | None:
                 sa.or_(col(Job.not_before).is_(None), col(Job.not_before) <= now),
             )
             .order_by(sa.func.coalesce(col(Job.not_before), col(Job.created_at)), col(Job.id))
-            .limit(1)
-        ).first()
-        if job is None:
-            return None
-        job.lease_owner = owner
-        job.lease_expires_at = now + timedelta(seconds=lease_seconds)
-        job.wait_reason = None
-        store.set_state(session, job, JobState.claimed, detail=f"by {owner}")
-        return job.id
+            .limit(scan_limit)
+        ).all()
+        for job in candidates:
+            if admit is not None and admit(session, job) is not None:
+                continue
+            job.lease_owner = owner
+            job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            job.wait_reason = None
+            store.set_state(session, job, JobState.claimed, detail=f"by {owner}")
+            return job.id
+        return None
 
 
 def requeue(

@@ -1,0 +1,102 @@
+"""Summaries and spend caps inside `voxbatch run --once` (real SDK against the emulator)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from tests.conftest import Cli, cli_for
+from tests.daemon_helpers import originals, rows
+from tests.media import wav_bytes
+from voxbatch.audio import probe
+from voxbatch.emulator import Emulator
+from voxbatch.ffmpeg import find_ffmpeg
+
+
+def summary_cli(emu: Emulator, **env: str) -> Cli:
+    return cli_for(
+        emu,
+        VOXBATCH_DAEMON__STABLE_SECONDS="0.2",
+        VOXBATCH_INBOX__SUMMARY="true",
+        VOXBATCH_INBOX__VOICE_ID="marie",
+        **env,
+    )
+
+
+def drop(home: Path, name: str, seconds: float = 3.0, tag: int = 0) -> None:
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_bytes(wav_bytes(seconds, tag=tag))
+
+
+def test_summary_inbox_writes_summary_and_playable_speech(
+    emulator: Emulator, isolated_env: Path
+) -> None:
+    import asyncio
+
+    drop(isolated_env, "meeting.wav")
+    cli = summary_cli(emulator)
+    assert cli("run", "--once").exit_code == 0
+    outbox = isolated_env / "outbox"
+    assert (outbox / "meeting.summary.md").read_text().strip()
+    speech = outbox / "meeting.summary.mp3"
+    info = asyncio.run(probe(speech, ffmpeg=find_ffmpeg()))
+    assert info.duration_seconds and info.duration_seconds > 0
+    kinds = rows(isolated_env, "SELECT kind, outcome FROM api_call ORDER BY id")
+    assert [k for k, _ in kinds].count("stt") == 1
+    assert [k for k, _ in kinds].count("chat") >= 1
+    assert [k for k, _ in kinds].count("tts") == 1
+    assert all(o == "ok" for _, o in kinds)
+    assert originals(isolated_env / "done") == {"meeting.wav"}
+    shown = cli("show", "1").stdout
+    assert "ummary" in shown
+
+
+def test_speech_failure_then_retry_buys_nothing_twice(
+    make_emulator, isolated_env: Path
+) -> None:
+    emu = make_emulator(http_fail_first=50, http_fail_endpoints=("speech",), retry_after=0)
+    drop(isolated_env, "call.wav")
+    cli = summary_cli(
+        emu, VOXBATCH_DAEMON__MAX_REQUEUES="0", VOXBATCH_DAEMON__RETRY_INITIAL_S="0.01"
+    )
+    assert cli("run", "--once", ok=None).exit_code == 1
+    assert originals(isolated_env / "failed") == {"call.wav"}
+    before = rows(isolated_env, "SELECT kind, COUNT(*) FROM api_call GROUP BY kind")
+    assert dict(before)["stt"] == 1 and dict(before)["chat"] >= 1
+    emu.reconfigure(http_fail_first=0)
+    cli("retry", "1")
+    assert cli("run", "--once").exit_code == 0
+    assert originals(isolated_env / "done") == {"call.wav"}
+    after = dict(rows(isolated_env, "SELECT kind, COUNT(*) FROM api_call GROUP BY kind"))
+    assert after["stt"] == 1 and after["chat"] == dict(before)["chat"]  # nothing bought twice
+    assert len(emu.records.sessions) == 1
+    assert (isolated_env / "outbox" / "call.summary.mp3").exists()
+
+
+def test_daily_cap_makes_jobs_wait_never_fail(emulator: Emulator, isolated_env: Path) -> None:
+    for i in range(3):
+        drop(isolated_env, f"j{i}.wav", seconds=3.0, tag=i)
+    # One 3-second job is estimated at $0.0003: the cap fits one, not two.
+    cli = cli_for(
+        emulator, VOXBATCH_DAEMON__STABLE_SECONDS="0.2", VOXBATCH_BUDGET__DAILY_USD="0.0005"
+    )
+    assert cli("run", "--once").exit_code == 0
+    assert rows(isolated_env, "SELECT state, COUNT(*) FROM job GROUP BY state") == [
+        ("done", 1),
+        ("queued", 2),
+    ]
+    status = cli("status").stdout
+    assert "2 job(s) wait for the spend cap" in status
+    assert "daily cap" in status
+    waiting = cli.json("status")["waiting"]
+    assert len(waiting) == 2 and all("daily cap" in w["reason"] for w in waiting)
+    held = rows(isolated_env, "SELECT source_name FROM job WHERE state = 'queued'")[0][0]
+    assert "daily cap" in cli("why", held).stdout
+    spent = sum(Decimal(c) for (c,) in rows(isolated_env, "SELECT cost_usd FROM api_call"))
+    assert spent <= Decimal("0.0005")
+    raised = cli_for(
+        emulator, VOXBATCH_DAEMON__STABLE_SECONDS="0.2", VOXBATCH_BUDGET__DAILY_USD="1"
+    )
+    assert raised("run", "--once").exit_code == 0
+    assert rows(isolated_env, "SELECT state, COUNT(*) FROM job GROUP BY state") == [("done", 3)]
