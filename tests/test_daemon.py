@@ -229,3 +229,23 @@ def test_status_and_doctor(emulator: Emulator, isolated_env: Path) -> None:
     result = bad("doctor", ok=None)
     assert result.exit_code == 1
     assert "FAIL  api" in result.stdout
+
+
+def test_an_outage_opens_the_circuit_and_stops_claiming(make_emulator, isolated_env: Path) -> None:
+    emu = make_emulator(refuse_first=1000, retry_after=0)
+    for i in range(5):
+        drop(isolated_env / "inbox", f"o{i}.wav", tag=i)
+    cli = fast(
+        emu,
+        VOXBATCH_DAEMON__RETRY_ATTEMPTS="1",
+        VOXBATCH_DAEMON__BREAKER_THRESHOLD="2",
+        VOXBATCH_DAEMON__BREAKER_PROBE_S="600",
+        VOXBATCH_DAEMON__CONCURRENCY="1",
+    )
+    result = cli("run", "--once", ok=None)
+    assert result.exit_code == 0
+    assert len(emu.records.refused) == 2  # then the circuit opened: no third attempt
+    assert rows(isolated_env, "SELECT COUNT(*) FROM job WHERE state = 'queued'") == [(5,)]
+    assert originals(isolated_env / "failed") == set()
+    waiting = cli.json("status")["waiting"]
+    assert len(waiting) == 2 and all("503" in w["reason"] for w in waiting)

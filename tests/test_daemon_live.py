@@ -276,3 +276,59 @@ def test_sd_notify_ready_status_stopping(
     assert daemon.wait(15) == 0
     wait_until(lambda: any("STOPPING=1" in m for m in messages), 5, "STOPPING=1", daemon)
     sock.close()
+
+
+def test_refused_key_pauses_until_the_key_file_changes(
+    make_emulator, home: Path, spawn, tmp_path: Path
+) -> None:
+    right, wrong = "right-key-0123456789", "wrong-key-9876543210"
+    emu = make_emulator(api_key=right)
+    key_file = tmp_path / "key"
+    key_file.write_text(wrong)
+    env = daemon_env(emu, home, VOXBATCH_MISTRAL__API_KEY_FILE=str(key_file))
+    del env["MISTRAL_API_KEY"]
+    env["VOXBATCH_LOG_LEVEL"] = "DEBUG"  # the key must stay out of even the noisiest log
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    for i in range(3):
+        (inbox / f"k{i}.wav").write_bytes(wav_bytes(1.0, tag=i))
+    daemon = spawn(env)
+    wait_until(
+        lambda: rows(home, "SELECT 1 FROM worker WHERE provider = 'paused'"), 30, "pause", daemon
+    )
+    assert voxbatch(env, "status", "--json").stdout.count("the queue is paused") >= 1
+    assert rows(home, "SELECT COUNT(*) FROM job WHERE state = 'failed'") == [(0,)]
+    assert len(emu.records.refused) == 1  # one refusal, not one per file
+    key_file.write_text(right)
+    wait_until(lambda: done_count(home) == 3, 60, "all done after the key was fixed", daemon)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(15) == 0
+    log = daemon.text()
+    assert log.count("the queue is paused") == 1
+    assert "accepted again" in log
+    stored = (home / "voxbatch.db").read_bytes()
+    outputs = b"".join(p.read_bytes() for p in (home / "outbox").iterdir())
+    for key in (right, wrong):
+        assert key not in log and key.encode() not in stored and key.encode() not in outputs
+
+
+def test_tail_shows_the_partial_transcript_while_streaming(
+    make_emulator, home: Path, spawn
+) -> None:
+    emu = make_emulator(speed=1.0)
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "live.wav").write_bytes(wav_bytes(8.0))
+    env = daemon_env(emu, home)
+    daemon = spawn(env)
+    partial = wait_until(
+        lambda: rows(home, "SELECT partial_text FROM job WHERE partial_text != ''"),
+        60, "partial text", daemon,
+    )[0][0]  # fmt: skip
+    snapshot = voxbatch(env, "tail", "1").stdout.strip()
+    followed = voxbatch(env, "tail", "1", "--follow")
+    assert followed.returncode == 0
+    final = rows(home, "SELECT text FROM transcript")[0][0]
+    assert followed.stdout.strip() == final.strip()
+    assert snapshot and final.strip().startswith(snapshot) and len(snapshot) < len(final.strip())
+    assert final.startswith(partial)

@@ -52,9 +52,7 @@ def test_summary_inbox_writes_summary_and_playable_speech(
     assert "ummary" in shown
 
 
-def test_speech_failure_then_retry_buys_nothing_twice(
-    make_emulator, isolated_env: Path
-) -> None:
+def test_speech_failure_then_retry_buys_nothing_twice(make_emulator, isolated_env: Path) -> None:
     emu = make_emulator(http_fail_first=50, http_fail_endpoints=("speech",), retry_after=0)
     drop(isolated_env, "call.wav")
     cli = summary_cli(
