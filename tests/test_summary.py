@@ -62,9 +62,11 @@ def db(isolated_env: Path) -> Iterator[Database]:
 
 
 def transcribe(settings: Settings, db: Database, clip: Path, out_dir: Path) -> int:
-    """The real pipeline up to the saved transcript (it publishes the transcript outputs)."""
+    """The real pipeline up to the saved transcript (it publishes the transcript outputs);
+    the summary stages are left to each test."""
+    profile = summary_profile().model_copy(update={"summary": False})
     outcomes = asyncio.run(
-        Pipeline(settings, db).process_paths([clip], profile=summary_profile(), out_dir=out_dir)
+        Pipeline(settings, db).process_paths([clip], profile=profile, out_dir=out_dir)
     )
     assert outcomes[0].ok, outcomes[0].error
     assert outcomes[0].job_id is not None

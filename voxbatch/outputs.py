@@ -93,16 +93,7 @@ def render(doc: TranscriptDocument, fmt: str) -> str:
 
 def atomic_write(path: Path, content: str) -> None:
     """Readers (and sync tools watching the outbox) never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, content.encode("utf-8"))
 
 
 def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
@@ -137,7 +128,7 @@ def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
 
 
 def atomic_write_bytes(path: Path, content: bytes) -> None:
-    """`atomic_write` for binary files (spoken summaries)."""
+    """Written to a temporary name, fsynced, then renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -18,11 +18,7 @@ from typing import Generic, TypeVar
 import httpx2
 from mistralai.client import errors as sdk_errors
 from tenacity import (
-    AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
 )
 
 from voxbatch import store
@@ -32,9 +28,9 @@ from voxbatch.errors import (
     RETRYABLE_STATUS,
     AuthError,
     ProviderError,
-    is_retryable,
     one_line,
 )
+from voxbatch.retries import provider_retrying
 
 T = TypeVar("T")
 
@@ -169,12 +165,6 @@ async def call_with_retries(
     timeout_s: float,
 ) -> T:
     """Send `call`, retrying as the module says; every attempt leaves an api_call row."""
-    backoff = wait_random_exponential(multiplier=daemon.retry_initial_s, max=daemon.retry_max_s)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None) or 0.0
-        return max(float(backoff(state)), float(retry_after))  # never sooner than Retry-After
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -187,13 +177,7 @@ async def call_with_retries(
                 job_id=job_id,
             )
 
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(daemon.retry_attempts),
-        wait=wait,
-        retry=retry_if_exception(is_retryable),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    retrying = provider_retrying(daemon, before_sleep)
     async for attempt in retrying:
         with attempt:
             return await _attempt(db, job_id, call, timeout_s)

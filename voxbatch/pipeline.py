@@ -20,11 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tenacity import (
-    AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
 )
 
 from voxbatch import audio, store
@@ -37,13 +33,13 @@ from voxbatch.errors import (
     ProviderError,
     StreamIncompleteError,
     VoxbatchError,
-    is_retryable,
     one_line,
 )
 from voxbatch.ffmpeg import check_regular_file, find_ffmpeg
 from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
 from voxbatch.queue import owner_name, settle_abandoned_calls
+from voxbatch.retries import provider_retrying
 from voxbatch.summary_stage import run_summary_stages
 from voxbatch.transcribe import (
     ClientSettings,
@@ -388,12 +384,6 @@ class Pipeline:
         self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
     ) -> StreamResult:
         daemon = self.settings.daemon
-        backoff = wait_random_exponential(multiplier=daemon.retry_initial_s, max=daemon.retry_max_s)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            retry_after = getattr(exc, "retry_after", None) or 0.0
-            return max(float(backoff(state)), float(retry_after))
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -406,13 +396,7 @@ class Pipeline:
                     job_id=job_id,
                 )
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(daemon.retry_attempts),
-            wait=wait,
-            retry=retry_if_exception(is_retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        retrying = provider_retrying(daemon, before_sleep)
         async for attempt in retrying:
             with attempt:
                 if self._run.auth_error is not None:
