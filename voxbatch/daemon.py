@@ -128,6 +128,7 @@ class Daemon:
         return self.settings.daemon.drain_seconds
 
     async def _run(self) -> int:
+        queue.forget_dead_workers(self.db, self.owner)
         queue.beat(self.db, self.owner, state="starting", provider="ok", detail="")
         for item in queue.reconcile_moves(self.db):
             log.info("job %s: %s", item.job_id, item.action)

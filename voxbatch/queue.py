@@ -266,6 +266,18 @@ def forget_worker(db: Database, owner: str) -> None:
             session.delete(worker)
 
 
+def forget_dead_workers(db: Database, me: str) -> None:
+    """Rows of daemons killed without a goodbye (kill -9, power loss) on this host, or silent
+    for ten minutes anywhere: `status` must not show them as running."""
+    cutoff = utcnow() - timedelta(minutes=10)
+    with db.write() as session:
+        for worker in session.exec(select(Worker)).all():
+            if worker.owner != me and (
+                owner_is_dead(worker.owner, me) or worker.heartbeat_at < cutoff
+            ):
+                session.delete(worker)
+
+
 def live_workers(session: Session, within_s: float = 120.0) -> list[Worker]:
     since: datetime = utcnow() - timedelta(seconds=within_s)
     return list(session.exec(select(Worker).where(Worker.heartbeat_at >= since)).all())
