@@ -249,3 +249,17 @@ def test_an_outage_opens_the_circuit_and_stops_claiming(make_emulator, isolated_
     assert originals(isolated_env / "failed") == set()
     waiting = cli.json("status")["waiting"]
     assert len(waiting) == 2 and all("503" in w["reason"] for w in waiting)
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm (tmpfs) here")
+def test_an_inbox_on_another_filesystem(emulator: Emulator, isolated_env: Path) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        assert os.stat(other).st_dev != os.stat(isolated_env.parent).st_dev
+        inbox = Path(other) / "inbox"
+        drop(inbox, "remote.wav")
+        assert once(fast(emulator, VOXBATCH_INBOX__PATH=str(inbox))) == 0
+        assert originals(isolated_env / "done") == {"remote.wav"}
+        assert not (inbox / "remote.wav").exists()
+        assert [p.name for p in inbox.iterdir()] == [".incoming"]  # no copy left behind

@@ -150,8 +150,10 @@ def _kill_when(daemon: Daemon, check, what: str) -> None:
     daemon.wait(10)
 
 
-@pytest.mark.parametrize("point", ["claim", "file"])
-def test_kill_9_mid_move_then_restart(emulator: Emulator, home: Path, spawn, point: str) -> None:
+@pytest.mark.parametrize("point", ["claim", "leased", "file"])
+def test_kill_9_after_claim_or_mid_move_then_restart(
+    emulator: Emulator, home: Path, spawn, point: str
+) -> None:
     inbox = home / "inbox"
     inbox.mkdir(parents=True)
     names = {f"m{i}.wav" for i in range(3)}
@@ -160,10 +162,16 @@ def test_kill_9_mid_move_then_restart(emulator: Emulator, home: Path, spawn, poi
     crashing = spawn(daemon_env(emulator, home, VOXBATCH_CRASH_AT=point))
     assert crashing.wait(60) == -signal.SIGKILL
     planned = rows(home, "SELECT COUNT(*) FROM job WHERE move_to IS NOT NULL")
-    assert planned == [(1,)]  # it died between recording a move and making it
+    leased = rows(home, "SELECT COUNT(*) FROM job WHERE state = 'claimed'")
+    if point == "leased":
+        assert leased == [(1,)] and planned == [(0,)]  # it died holding a job
+    else:
+        assert planned == [(1,)]  # it died between recording a move and making it
     restarted = run_once(daemon_env(emulator, home))
     assert restarted.returncode == 0, restarted.stderr
-    assert "after a restart" in voxbatch(daemon_env(emulator, home), "why", "m0.wav").stdout
+    story = voxbatch(daemon_env(emulator, home), "why", "m0.wav").stdout
+    expected = "its worker stopped" if point == "leased" else "after a restart"
+    assert expected in story
     assert originals(home / "done") == names
     assert check_invariants(home, names, emulator) == ZERO
 

@@ -133,3 +133,41 @@ def test_redaction_hides_the_key_everywhere_in_a_record() -> None:
     )  # fmt: skip
     assert redactor.filter(record)
     assert record.getMessage() == "key *** and Bearer ***"
+
+
+@pytest.mark.parametrize(
+    ("src_exists", "dst_exists", "action"),
+    [
+        (True, False, "the move was finished now"),
+        (False, True, "the move had been made"),
+        (True, True, "the copy had been made; the source was removed now"),
+        (False, False, "file missing"),
+    ],
+)
+def test_reconcile_finishes_every_half_made_move(
+    tmp_path: Path, src_exists: bool, dst_exists: bool, action: str
+) -> None:
+    from voxbatch.db import open_database
+    from voxbatch.models import Job
+    from voxbatch.queue import reconcile_moves
+
+    src, dst = tmp_path / "inbox" / "a.wav", tmp_path / "work" / "1.wav"
+    for path, exists in ((src, src_exists), (dst, dst_exists)):
+        path.parent.mkdir(exist_ok=True)
+        if exists:
+            path.write_bytes(b"audio")
+    with open_database(tmp_path / "v.db") as db:
+        with db.write() as session:
+            session.add(
+                Job(content_sha256="ab" * 32, source_path=str(src), source_name="a.wav",
+                    size_bytes=5, move_from=str(src), move_to=str(dst))
+            )  # fmt: skip
+        done = reconcile_moves(db)
+        assert [d.action for d in done] == [action]
+        with db.read() as session:
+            job = session.get_one(Job, 1)
+            assert job.move_to is None
+            if action != "file missing":
+                assert job.work_path == str(dst) and dst.exists() and not src.exists()
+            else:
+                assert job.state == "failed" and "neither" in (job.error_message or "")

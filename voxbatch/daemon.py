@@ -91,6 +91,7 @@ class Daemon:
         self.hints: set[bytes] = set()
         self.rescan_due = True
         self.noted: set[bytes] = set()  # unsupported names already reported
+        self.unmovable: dict[bytes, tuple[int, int, int]] = {}
         self.running: dict[int, asyncio.Task[None]] = {}
         self.outcomes: Counter[str] = Counter()
         self.draining = False
@@ -167,9 +168,22 @@ class Daemon:
             queue.forget_worker(self.db, self.owner)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(self.outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
+        if self.once:
+            self._report_left_queued()
         if self.once and self.auth_pause is not None:
             return 1
         return 1 if self.once and self.outcomes.get(JobState.failed, 0) else 0
+
+    def _report_left_queued(self) -> None:
+        with self.db.read() as session:
+            left = session.exec(
+                select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
+            ).all()
+            reasons = Counter(job.wait_reason or "queued" for job in left)
+        for reason, n in reasons.most_common(5):
+            log.warning("%d job(s) left in the queue: %s", n, reason)
+        if left:
+            log.warning("`voxbatch status` shows them; `voxbatch run` takes them when it may")
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """A loop that fails is logged and restarted: a bug must not silently stop intake."""
@@ -271,6 +285,9 @@ class Daemon:
             if box.profile.recursive:
                 self._ask_rescan()
             return
+        if self.unmovable.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            self.tracker.forget(path)
+            return  # already reported; a changed file is tried again
         found = classify(path, rel, st, self.settings.daemon.extensions)
         if found.verdict is Verdict.quarantine:
             self.tracker.forget(path)
@@ -335,7 +352,11 @@ class Daemon:
             dst = self.settings.folder("work") / work_name(job.id, src.name)
             queue.plan_move(session, job, src, dst)
         crash_point("claim")
-        move(src, dst)  # a crash between plan and move is finished by reconcile_moves
+        try:
+            move(src, dst)  # a crash between plan and move is finished by reconcile_moves
+        except OSError as exc:
+            self._unmovable(job_id, path, st, exc)
+            return
         after = os.lstat(dst)
         changed = (after.st_size, after.st_mtime_ns, after.st_ino) != (
             st.st_size,
@@ -371,6 +392,21 @@ class Daemon:
             return (await audio.probe(path, ffmpeg=self.pipeline.ffmpeg)).duration_seconds
         except VoxbatchError:
             return None
+
+    def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
+        """The file cannot leave the inbox (permissions, say): say so once, leave it there."""
+        reason = f"cannot move it out of the inbox: {exc.strerror}"
+        with self.db.write() as session:
+            job = session.get_one(Job, job_id)
+            job.move_from = job.move_to = None
+            job.error_class, job.error_message = "InboxPermission", reason
+            store.set_state(session, job, JobState.failed, detail=reason)
+        self.unmovable[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        log.error(
+            "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
+            display_path(Path(os.fsdecode(path))),
+            reason,
+        )
 
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
 
@@ -460,6 +496,7 @@ class Daemon:
     # --- one job ------------------------------------------------------------------------------
 
     async def _run_job(self, job_id: int) -> None:
+        crash_point("leased")
         try:
             await self._process(job_id)
         except asyncio.CancelledError:
@@ -704,9 +741,10 @@ class Daemon:
 
 
 def crash_point(name: str) -> None:
-    """Crash tests kill the daemon (SIGKILL, like `kill -9`) between a planned move and the move.
+    """Crash tests kill the daemon (SIGKILL, like `kill -9`) at an exact point.
 
-    Set VOXBATCH_CRASH_AT=claim or =file; nothing happens otherwise.
+    VOXBATCH_CRASH_AT=claim (inbox → work/ planned), =leased (a job just claimed by a worker),
+    =file (work/ → done/ or failed/ planned); nothing happens otherwise.
     """
     if os.environ.get("VOXBATCH_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)

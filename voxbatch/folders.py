@@ -8,7 +8,9 @@ and quarantine/ never overwrite: a clash gets a ` (n)` suffix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +79,38 @@ def fsync_dir(path: Path) -> None:
 
 
 def move(src: Path | bytes, dst: Path | bytes) -> None:
-    """Atomic rename, then make both directory entries durable."""
-    os.replace(src, dst)
+    """Atomic rename, then make both directory entries durable.
+
+    Across filesystems (an inbox on another mount) it copies to a temporary name, fsyncs,
+    renames into place and only then removes the source: a crash leaves both copies, never
+    none, and `queue.reconcile_moves` removes the source once the copy is whole.
+    """
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_then_remove(src, dst)
     for folder in {os.path.dirname(os.fsencode(dst)), os.path.dirname(os.fsencode(src))}:
         with contextlib.suppress(OSError):  # the source folder may be gone; the file is safe
             fsync_dir(Path(os.fsdecode(folder or b".")))
+
+
+def _copy_then_remove(src: Path | bytes, dst: Path | bytes) -> None:
+    src_b, dst_b = os.fsencode(src), os.fsencode(dst)
+    tmp = os.path.join(os.path.dirname(dst_b), b"." + os.path.basename(dst_b) + b".copying")
+    if os.path.islink(src_b):
+        os.symlink(os.readlink(src_b), tmp)
+    else:
+        shutil.copy2(src_b, tmp, follow_symlinks=False)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, dst_b)
+    fsync_dir(Path(os.fsdecode(os.path.dirname(dst_b) or b".")))
+    os.unlink(src_b)
 
 
 def free_destination(folder: Path, rel: str | bytes) -> Path:

@@ -123,7 +123,11 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
     for job_id, src_s, dst_s in plans:
         assert job_id is not None and src_s is not None and dst_s is not None
         src, dst = Path(src_s), Path(dst_s)
-        if os.path.lexists(dst):
+        if os.path.lexists(dst) and os.path.lexists(src):
+            # A copy across filesystems finished but the source was not removed yet.
+            os.unlink(src)
+            action = "the copy had been made; the source was removed now"
+        elif os.path.lexists(dst):
             action = "the move had been made"
         elif os.path.lexists(src):
             dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
