@@ -292,17 +292,30 @@ class SearchHit:
 
 def search_transcripts(session: Session, match: str, *, limit: int = 20) -> list[SearchHit]:
     """FTS5 over transcripts; `match` must already be a safe MATCH expression."""
+    rows = fts_search(session, "transcript", match, limit=limit)
+    return [
+        SearchHit(job_id, row_id, name, snip, rank) for row_id, job_id, name, snip, rank in rows
+    ]
+
+
+def fts_search(
+    session: Session, table: str, match: str, *, limit: int
+) -> list[tuple[int, int, str, str, float]]:
+    """(row id, job id, file name, snippet, rank) of the rows of `table` (transcript or
+    summary) whose text matches, best first, through its FTS5 index `<table>_fts`."""
+    if table not in ("transcript", "summary"):
+        raise ValueError(f"no full-text index for {table!r}")
     rows = session.connection().execute(
         sa.text(
-            "SELECT t.id, t.job_id, j.source_name, "
-            "snippet(transcript_fts, 0, '[', ']', '…', 12) AS snip, bm25(transcript_fts) AS rank "
-            "FROM transcript_fts JOIN transcript t ON t.id = transcript_fts.rowid "
+            f"SELECT t.id, t.job_id, j.source_name, "
+            f"snippet({table}_fts, 0, '[', ']', '…', 12) AS snip, bm25({table}_fts) AS rank "
+            f"FROM {table}_fts JOIN {table} t ON t.id = {table}_fts.rowid "
             "JOIN job j ON j.id = t.job_id "
-            "WHERE transcript_fts MATCH :q ORDER BY rank LIMIT :limit"
+            f"WHERE {table}_fts MATCH :q ORDER BY rank LIMIT :limit"
         ),
         {"q": match, "limit": limit},
     )
-    return [SearchHit(r[1], r[0], r[2], r[3], float(r[4])) for r in rows]
+    return [(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
 
 
 def all_calls(session: Session, since: datetime | None = None) -> list[ApiCall]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from voxbatch import store
 from voxbatch.models import CostEstimate, Summary
 
 
@@ -93,17 +93,10 @@ class SummaryHit:
 
 def search_summaries(session: Session, match: str, *, limit: int = 20) -> list[SummaryHit]:
     """FTS5 over summaries; `match` must already be a safe MATCH expression."""
-    rows = session.connection().execute(
-        sa.text(
-            "SELECT s.id, s.job_id, j.source_name, "
-            "snippet(summary_fts, 0, '[', ']', '…', 12) AS snip, bm25(summary_fts) AS rank "
-            "FROM summary_fts JOIN summary s ON s.id = summary_fts.rowid "
-            "JOIN job j ON j.id = s.job_id "
-            "WHERE summary_fts MATCH :q ORDER BY rank LIMIT :limit"
-        ),
-        {"q": match, "limit": limit},
-    )
-    return [SummaryHit(r[1], r[0], r[2], r[3], float(r[4])) for r in rows]
+    rows = store.fts_search(session, "summary", match, limit=limit)
+    return [
+        SummaryHit(job_id, row_id, name, snip, rank) for row_id, job_id, name, snip, rank in rows
+    ]
 
 
 def record_estimate(
