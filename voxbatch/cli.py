@@ -307,11 +307,14 @@ def show(app: App, job: str, as_json: bool) -> None:
         "audio_seconds",
         "language",
         "attempts",
+        "requeues",
         "error",
+        "waiting",
+        "original_now",
         "created_at",
         "finished_at",
     ):
-        if data[key] is not None:
+        if data[key] is not None and not (key == "requeues" and data[key] == 0):
             click.echo(f"{key + ':':<16}{data[key]}")
     click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
     if data["estimated_cost_usd"] is not None:
