@@ -174,7 +174,9 @@ def test_bad_key_pauses_the_queue_instead_of_failing_files(
     cli = fast(emu)
     result = cli("run", "--once", ok=None)
     assert result.exit_code == 1
-    assert result.stderr.count("the queue is paused") == 1
+    lines = result.stderr.splitlines()
+    assert sum("ERROR" in line and "the queue is paused" in line for line in lines) == 1
+    assert "3 job(s) left in the queue: waiting: the queue is paused" in result.stderr
     assert len(emu.records.refused) + len(emu.records.sessions) == 1  # one refusal, not three
     assert rows(isolated_env, "SELECT state FROM job") == [("queued",)] * 3
     assert originals(isolated_env / "work") == {"1.wav", "2.wav", "3.wav"}
