@@ -179,7 +179,9 @@ class Daemon:
             left = session.exec(
                 select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
             ).all()
-            reasons = Counter(job.wait_reason or "queued" for job in left)
+            provider, detail = self._provider_state()
+            default = "queued" if provider == "ok" else f"waiting: {detail}"
+            reasons = Counter(job.wait_reason or default for job in left)
         for reason, n in reasons.most_common(5):
             log.warning("%d job(s) left in the queue: %s", n, reason)
         if left:
