@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -245,7 +246,7 @@ def test_an_outage_opens_the_circuit_and_stops_claiming(make_emulator, isolated_
         VOXBATCH_DAEMON__CONCURRENCY="1",
     )
     result = cli("run", "--once", ok=None)
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # work left undone by an outage is not a success
     assert len(emu.records.refused) == 2  # then the circuit opened: no third attempt
     assert rows(isolated_env, "SELECT COUNT(*) FROM job WHERE state = 'queued'") == [(5,)]
     assert originals(isolated_env / "failed") == set()
@@ -265,3 +266,76 @@ def test_an_inbox_on_another_filesystem(emulator: Emulator, isolated_env: Path) 
         assert originals(isolated_env / "done") == {"remote.wav"}
         assert not (inbox / "remote.wav").exists()
         assert [p.name for p in inbox.iterdir()] == [".incoming"]  # no copy left behind
+
+
+def test_empty_files_and_undecodable_folders_never_block_once(
+    emulator: Emulator, isolated_env: Path
+) -> None:
+    inbox = isolated_env / "inbox"
+    drop(inbox, "good.wav")
+    (inbox / "empty.wav").write_bytes(b"")
+    bad_dir = os.fsencode(inbox) + b"/d\xe9j\xe0"
+    os.makedirs(bad_dir)
+    with open(bad_dir + b"/inside.wav", "wb") as f:
+        f.write(wav_bytes(1, tag=3))
+    cli = fast(emulator)
+    assert once(cli) == 0  # returns although the empty file never becomes ready
+    assert (inbox / "empty.wav").exists()  # left alone, not lost
+    assert "an empty file" in cli("why", "empty.wav").stdout
+    assert originals(isolated_env / "done") == {"good.wav"}
+    assert originals(isolated_env / "quarantine") == {os.fsdecode(b"d\xe9j\xe0/inside.wav")}
+
+
+def test_a_copy_does_not_spin_while_its_original_waits_for_a_retry_round(
+    make_emulator, isolated_env: Path
+) -> None:
+    emu = make_emulator(refuse_first=1000, retry_after=0)
+    inbox = isolated_env / "inbox"
+    drop(inbox, "original.wav", tag=1)
+    cli = fast(
+        emu,
+        VOXBATCH_DAEMON__RETRY_ATTEMPTS="1",
+        VOXBATCH_DAEMON__REQUEUE_DELAY_S="300",
+        VOXBATCH_DAEMON__BREAKER_THRESHOLD="50",
+    )
+    assert once(cli) == 1  # a round failed: not a success, and it returns at once
+    drop(inbox, "copy.wav", tag=1)
+    assert once(cli) == 0
+    copy = cli.json("why", "copy.wav")
+    assert copy["jobs"][0]["waiting"] == "waiting for job 1 (same audio) to finish"
+    assert len(copy["events"]) < 8  # seen, duplicate, picked up, waiting: no claim loop
+    assert len(emu.records.refused) == 1  # the copy bought nothing
+
+
+def test_process_does_not_steal_a_job_queued_in_the_daemon(
+    make_emulator, isolated_env: Path, tmp_path: Path
+) -> None:
+    emu = make_emulator(refuse_first=1, retry_after=0)
+    inbox = isolated_env / "inbox"
+    drop(inbox, "queued.wav", tag=5)
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes((inbox / "queued.wav").read_bytes())
+    cli = fast(emu, VOXBATCH_DAEMON__RETRY_ATTEMPTS="1", VOXBATCH_DAEMON__REQUEUE_DELAY_S="300")
+    assert once(cli) == 1  # its first round failed: queued for another in 5 minutes
+    result = cli("process", str(copy), ok=None)
+    assert result.exit_code == 1
+    assert "queued in the daemon" in result.stdout + result.stderr
+    assert rows(isolated_env, "SELECT state FROM job WHERE id = 1") == [("queued",)]
+    assert originals(isolated_env / "work") == {"1.wav"}
+    with sqlite3.connect(isolated_env / "voxbatch.db") as conn:  # five minutes later
+        conn.execute("UPDATE job SET not_before = NULL WHERE id = 1")
+    assert once(cli) == 0  # the daemon still owns it and finishes it
+    assert originals(isolated_env / "done") == {"queued.wav"}
+
+
+def test_one_daemon_per_home(emulator: Emulator, isolated_env: Path) -> None:
+    from voxbatch.folders import lock_home
+
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    held = lock_home(isolated_env)
+    try:
+        result = fast(emulator)("run", "--once", ok=None)
+        assert result.exit_code == 3
+        assert "another `voxbatch run` is using" in result.stderr
+    finally:
+        os.close(held)

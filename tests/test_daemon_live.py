@@ -340,3 +340,31 @@ def test_tail_shows_the_partial_transcript_while_streaming(
     assert followed.stdout.strip() == final.strip()
     assert snapshot and final.strip().startswith(snapshot) and len(snapshot) < len(final.strip())
     assert final.startswith(partial)
+
+
+def test_a_linked_copy_as_circuit_probe_does_not_stall_the_queue(
+    make_emulator, home: Path, spawn
+) -> None:
+    emu = make_emulator()
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    known = wav_bytes(2.0, tag=1)
+    (inbox / "known.wav").write_bytes(known)
+    assert run_once(daemon_env(emu, home)).returncode == 0  # its transcript is bought
+    emu.reconfigure(refuse_first=2)  # the next connection is refused (one was used)
+    env = daemon_env(
+        emu,
+        home,
+        VOXBATCH_DAEMON__RETRY_ATTEMPTS="1",
+        VOXBATCH_DAEMON__BREAKER_THRESHOLD="1",
+        VOXBATCH_DAEMON__BREAKER_PROBE_S="1",
+        VOXBATCH_DAEMON__REQUEUE_DELAY_S="3",
+    )
+    daemon = spawn(env)
+    (inbox / "new.wav").write_bytes(wav_bytes(2.0, tag=2))
+    wait_until(
+        lambda: rows(home, "SELECT 1 FROM job WHERE source_name = 'new.wav' AND requeues = 1"),
+        30, "a failed round and an open circuit", daemon,
+    )  # fmt: skip
+    (inbox / "known again.wav").write_bytes(known)  # the next claim, the probe: linked, free
+    wait_until(lambda: done_count(home) == 3, 30, "the queue moving again", daemon)

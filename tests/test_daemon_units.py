@@ -136,38 +136,60 @@ def test_redaction_hides_the_key_everywhere_in_a_record() -> None:
 
 
 @pytest.mark.parametrize(
-    ("src_exists", "dst_exists", "action"),
+    ("src", "dst", "action"),
     [
-        (True, False, "the move was finished now"),
-        (False, True, "the move had been made"),
-        (True, True, "the copy had been made; the source was removed now"),
-        (False, False, "file missing"),
+        ("ours", None, "the move was finished now"),
+        (None, "ours", "the move had been made"),
+        ("ours", "ours", "the copy had been made; its source was removed now"),
+        ("new", "ours", "the move had been made"),  # a new file of the same name stays
+        ("ours", "stranger", "the move was finished now"),  # to a free name, never over it
+        (None, None, "file missing"),
+        ("new", None, "file missing"),
     ],
 )
-def test_reconcile_finishes_every_half_made_move(
-    tmp_path: Path, src_exists: bool, dst_exists: bool, action: str
+def test_reconcile_finishes_half_made_moves_and_removes_nothing_it_does_not_own(
+    tmp_path: Path, src: str | None, dst: str | None, action: str
 ) -> None:
+    import hashlib
+
     from voxbatch.db import open_database
     from voxbatch.models import Job
-    from voxbatch.queue import reconcile_moves
+    from voxbatch.queue import plan_move, reconcile_moves
 
-    src, dst = tmp_path / "inbox" / "a.wav", tmp_path / "work" / "1.wav"
-    for path, exists in ((src, src_exists), (dst, dst_exists)):
-        path.parent.mkdir(exist_ok=True)
-        if exists:
-            path.write_bytes(b"audio")
+    audio = b"our audio"
+    inbox_file, work_file = tmp_path / "inbox" / "a.wav", tmp_path / "work" / "1.wav"
+    inbox_file.parent.mkdir()
+    work_file.parent.mkdir()
+    inbox_file.write_bytes(audio)
     with open_database(tmp_path / "v.db") as db:
         with db.write() as session:
-            session.add(
-                Job(content_sha256="ab" * 32, source_path=str(src), source_name="a.wav",
-                    size_bytes=5, move_from=str(src), move_to=str(dst))
+            job = Job(
+                content_sha256=hashlib.sha256(audio).hexdigest(),
+                source_path=str(inbox_file), source_name="a.wav", size_bytes=len(audio),
             )  # fmt: skip
+            plan_move(session, job, inbox_file, work_file)
+        # What the crash left behind:
+        if dst == "ours":
+            work_file.write_bytes(audio)
+        elif dst == "stranger":
+            work_file.write_bytes(b"somebody else's")
+        if src is None:
+            inbox_file.unlink()
+        elif src == "new":
+            inbox_file.unlink()
+            inbox_file.write_bytes(b"a new recording, same name")
         done = reconcile_moves(db)
         assert [d.action for d in done] == [action]
         with db.read() as session:
             job = session.get_one(Job, 1)
             assert job.move_to is None
-            if action != "file missing":
-                assert job.work_path == str(dst) and dst.exists() and not src.exists()
-            else:
+            if action == "file missing":
                 assert job.state == "failed" and "neither" in (job.error_message or "")
+            else:
+                assert Path(job.work_path or "").read_bytes() == audio
+        if src == "new":
+            assert inbox_file.read_bytes() == b"a new recording, same name"
+        elif src == "ours":
+            assert not inbox_file.exists()
+        if dst == "stranger":
+            assert work_file.read_bytes() == b"somebody else's"

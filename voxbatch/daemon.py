@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select
@@ -31,7 +33,16 @@ from voxbatch.config import Settings
 from voxbatch.costs import format_usd
 from voxbatch.db import Database
 from voxbatch.errors import AuthError, VoxbatchError, is_retryable, one_line
-from voxbatch.folders import Inbox, free_destination, move, prepare, work_name, write_note
+from voxbatch.folders import (
+    Inbox,
+    free_destination,
+    lock_home,
+    move,
+    prepare,
+    work_name,
+    write_note,
+)
+from voxbatch.logs import REDACTOR
 from voxbatch.models import Job, JobState, utcnow
 from voxbatch.notify import Notifier
 from voxbatch.pipeline import (
@@ -43,10 +54,14 @@ from voxbatch.pipeline import (
     link_to_primary,
     mark_done,
 )
-from voxbatch.scan import StabilityTracker, Verdict, classify, scan
+from voxbatch.scan import StabilityTracker, Verdict, classify, decodes, scan
 from voxbatch.watch import Supervisor, needs_polling
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A job held by a spend cap is looked at again this often (raising the cap takes this long).
+BUDGET_RECHECK_S = 15.0
 
 # Errors that depend only on the file's bytes: a copy of the same audio would fail the same way.
 CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
@@ -78,6 +93,7 @@ class Daemon:
         self.owner = queue.owner_name()
         self.notifier = notifier or Notifier()
         self.boxes = prepare(settings)
+        self._lock = lock_home(settings.home)
         self.api_key = settings.api_key()
         self._make_transcriber = transcriber or default_transcriber(settings)
         self.pipeline = Pipeline(settings, db, transcriber=self._make_transcriber, owner=self.owner)
@@ -95,6 +111,8 @@ class Daemon:
         self.running: dict[int, asyncio.Task[None]] = {}
         self.outcomes: Counter[str] = Counter()
         self.draining = False
+        self.probe_job: int | None = None
+        self.claiming = 0  # files between the inbox and the queue right now
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._force = False
@@ -111,6 +129,17 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            os.close(self._lock)
+
+    async def _notifying(self, work: Awaitable[T]) -> T:
+        """Startup work that may take long (copies across filesystems): keep systemd's start
+        timeout from running out while it goes on."""
+        task = asyncio.ensure_future(work)
+        while True:
+            self.notifier.send(EXTEND_TIMEOUT_USEC=str(60 * 1_000_000))
+            done, _ = await asyncio.wait({task}, timeout=20)
+            if done:
+                return task.result()
 
     def request_stop(self, sig: int | None = None) -> None:
         if self._stop.is_set():
@@ -131,9 +160,10 @@ class Daemon:
     async def _run(self) -> int:
         queue.forget_dead_workers(self.db, self.owner)
         queue.beat(self.db, self.owner, state="starting", provider="ok", detail="")
-        for item in queue.reconcile_moves(self.db):
+        for item in await self._notifying(asyncio.to_thread(queue.reconcile_moves, self.db)):
             log.info("job %s: %s", item.job_id, item.action)
         self._recover()
+        queue.recheck_held(self.db, budget.BUDGET_WAIT_STAGE)
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
         watcher: asyncio.Task[None] | None = None
@@ -170,9 +200,12 @@ class Daemon:
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
         if self.once:
             self._report_left_queued()
-        if self.once and self.auth_pause is not None:
-            return 1
-        return 1 if self.once and self.outcomes.get(JobState.failed, 0) else 0
+        if not self.once:
+            return 0
+        # --once is for scripts: anything short of success says so.
+        troubled = self.auth_pause is not None or self.breaker.is_open
+        unfinished = self.outcomes.get(JobState.failed, 0) + self.outcomes.get("requeued", 0)
+        return 1 if troubled or unfinished else 0
 
     def _report_left_queued(self) -> None:
         with self.db.read() as session:
@@ -267,6 +300,9 @@ class Daemon:
                 parts = rel.split(b"/")
                 if any(p.startswith(b".") for p in parts):
                     return None  # .incoming/ and other dot-folders are producers' space
+                if any(not decodes(p) for p in parts[:-1]):
+                    self._ask_rescan()  # the scan sets such a folder aside
+                    return None
                 if len(parts) > 1 and not box.profile.recursive:
                     return None
                 return box, rel
@@ -297,10 +333,19 @@ class Daemon:
         elif found.verdict is Verdict.unsupported:
             self.tracker.forget(path)
             self._note_unsupported(path, found.reason)
+        elif found.verdict is Verdict.candidate and st.st_size == 0:
+            # Nothing to wait for yet: writes and rescans bring it back once it has content.
+            self.tracker.forget(path)
+            self._note_unsupported(path, "an empty file (taken once it has content)")
         elif found.verdict is Verdict.candidate:
+            self.noted.discard(path)
             if self.tracker.observe(path, st, time.monotonic()):
                 self.tracker.forget(path)
-                await self._claim(box, path, rel, st)
+                self.claiming += 1
+                try:
+                    await self._claim(box, path, rel, st)
+                finally:
+                    self.claiming -= 1
         else:
             self.tracker.forget(path)
 
@@ -355,7 +400,9 @@ class Daemon:
             queue.plan_move(session, job, src, dst)
         crash_point("claim")
         try:
-            move(src, dst)  # a crash between plan and move is finished by reconcile_moves
+            # A crash between plan and move is finished by reconcile_moves. In a thread: a
+            # copy across filesystems must not stall the loop (and the watchdog).
+            await asyncio.to_thread(move, src, dst)
         except OSError as exc:
             self._unmovable(job_id, path, st, exc)
             return
@@ -370,6 +417,10 @@ class Daemon:
         seconds = await self._length(dst) if self._caps_set(box) else None
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
+            if new_sha != sha:
+                primary = store.find_primary(session, new_sha)
+                job.duplicate_of = primary.id if primary is not None else None
+                session.flush()
             job.content_sha256, job.size_bytes = new_sha, after.st_size
             job.audio_seconds = seconds
             job.work_path = str(dst)
@@ -397,12 +448,21 @@ class Daemon:
 
     def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
         """The file cannot leave the inbox (permissions, say): say so once, leave it there."""
-        reason = f"cannot move it out of the inbox: {exc.strerror}"
+        vanished = exc.errno == errno.ENOENT
+        reason = (
+            "the file left the inbox before it was claimed"
+            if vanished
+            else f"cannot move it out of the inbox: {exc.strerror}"
+        )
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            job.move_from = job.move_to = None
-            job.error_class, job.error_message = "InboxPermission", reason
+            job.move_from = job.move_to = job.move_sig = None
+            job.error_class, job.error_message = ("Vanished" if vanished else "InboxError"), reason
             store.set_state(session, job, JobState.failed, detail=reason)
+        if vanished:
+            log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
+            return
+        self.outcomes[JobState.failed] += 1
         self.unmovable[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
         log.error(
             "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
@@ -413,9 +473,23 @@ class Daemon:
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
 
     def _admit(self, session: store.Session, job: Job) -> str | None:
-        """The spend caps: None lets the job start; else why it waits (it never fails)."""
+        """May this queued job start? None: yes; else why it waits (it never fails).
+
+        A copy waits, without a slot, for the job buying its audio; a new job waits for the
+        spend caps, and is looked at again every BUDGET_RECHECK_S.
+        """
         if job.duplicate_of is not None:
-            return None  # a copy of audio already bought or being bought costs nothing
+            primary = self._live_primary(session, job)
+            if (
+                primary is None
+                or primary.id == job.id
+                or store.transcript_for(session, primary) is not None
+            ):
+                return None  # linked at no cost, or it pays itself
+            reason = f"waiting for job {primary.id} (same audio) to finish"
+            if primary.state == JobState.needs_review:
+                reason = f"waiting: job {primary.id} (same audio) needs review"
+            return self._hold(session, job, reason)
         held = budget.admit(
             session,
             self.settings,
@@ -426,9 +500,21 @@ class Daemon:
         )
         if held is None:
             return None
-        reason = held[0]
+        job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
+        return self._hold(session, job, held[0])
+
+    def _live_primary(self, session: store.Session, job: Job) -> Job | None:
+        """The job buying this audio; a dead `voxbatch process` is settled and stepped over."""
+        primary = store.find_primary(session, job.content_sha256)
+        if primary is not None and primary.id != job.id and self.pipeline.abandoned(primary):
+            self.pipeline.abandon(session, primary)
+            primary = store.find_primary(session, job.content_sha256)
+        return primary
+
+    def _hold(self, session: store.Session, job: Job, reason: str) -> str:
         if job.wait_reason != reason:
             log.info("job %s waits: %s", job.id, reason)
+            store.add_event(session, "waiting", reason, job_id=job.id)
         job.wait_reason = reason
         session.add(job)
         return reason
@@ -454,6 +540,8 @@ class Daemon:
                     self.db, self.owner, self.settings.daemon.lease_seconds, admit=self._admit
                 )
                 if job_id is not None:
+                    if self.breaker.probing and self.probe_job is None:
+                        self.probe_job = job_id
                     task = asyncio.create_task(self._run_job(job_id))
                     self.running[job_id] = task
                     task.add_done_callback(self._job_ended)
@@ -479,21 +567,27 @@ class Daemon:
 
         Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
         """
-        if self.running or len(self.tracker) or self.hints or self.rescan_due:
+        if self.running or self.claiming or len(self.tracker) or self.hints or self.rescan_due:
             return False
         if self.auth_pause is not None or self.breaker.is_open:
             return True
-        soon = utcnow() + timedelta(seconds=30)
+        # Called after a claim found nothing: what is queued now is held (a copy waiting for
+        # its original, a spend cap) or due later. Only a retry due within 30 s is waited for.
+        now = utcnow()
         with self.db.read() as session:
-            waiting = session.exec(
+            due_soon = session.exec(
                 select(func.count())
                 .select_from(Job)
-                .where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
-                .where((col(Job.not_before).is_(None)) | (col(Job.not_before) <= soon))
-                # Held by a spend cap: it waits for the period to turn, not for this run.
-                .where(sa.or_(col(Job.stage).is_(None), col(Job.stage) != budget.BUDGET_WAIT_STAGE))
+                .where(
+                    Job.state == JobState.queued,
+                    col(Job.work_path).is_not(None),
+                    col(Job.duplicate_of).is_(None),
+                    col(Job.not_before) > now,
+                    col(Job.not_before) <= now + timedelta(seconds=30),
+                    sa.or_(col(Job.stage).is_(None), col(Job.stage) != budget.BUDGET_WAIT_STAGE),
+                )
             ).one()
-        return waiting == 0
+        return due_soon == 0
 
     # --- one job ------------------------------------------------------------------------------
 
@@ -502,18 +596,29 @@ class Daemon:
         try:
             await self._process(job_id)
         except asyncio.CancelledError:
+            self._end_probe(job_id)
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
                 queue.requeue(session, job, reason="voxbatch stopped before it finished")
-            self.breaker.release()
             raise
         except AuthError as exc:
+            self._end_probe(job_id)
             self._pause_for_key(exc)
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
                 queue.requeue(session, job, reason=f"waiting: {self.auth_pause_message()}")
         except Exception as exc:
             self._job_failed(job_id, exc)
+        finally:
+            self._end_probe(job_id)
+
+    def _end_probe(self, job_id: int) -> None:
+        """The probe job ended without a provider verdict (linked, waited, cancelled): the next
+        job may probe."""
+        if self.probe_job == job_id:
+            self.probe_job = None
+            if self.breaker.probing:
+                self.breaker.release()
 
     async def _process(self, job_id: int) -> None:
         with self.db.read() as session:
@@ -537,7 +642,7 @@ class Daemon:
         """True: linked to a bought transcript; False: this job pays; None: it must wait."""
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            primary = store.find_primary(session, job.content_sha256)
+            primary = self._live_primary(session, job)
             if primary is not None and primary.id == job.id:
                 primary = None
             if primary is not None and store.transcript_for(session, primary) is not None:
@@ -564,7 +669,7 @@ class Daemon:
             reason = f"waiting for job {primary.id} (same audio) to finish"
             if primary.state == JobState.needs_review:
                 reason = f"waiting: job {primary.id} (same audio) needs review"
-            queue.requeue(session, job, reason=reason, delay_s=1.0)
+            queue.requeue(session, job, reason=reason, delay_s=5.0)
             return None
 
     def _box(self, name: str | None) -> Inbox:
@@ -592,9 +697,8 @@ class Daemon:
                     )
                     queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
                     log.warning("job %s: %s", job_id, reason)
+                    self.outcomes["requeued"] += 1
                     return
-        else:
-            self.breaker.release()
         self._file_original(job_id, JobState.failed, error=exc)
 
     def _file_original(
@@ -622,7 +726,9 @@ class Daemon:
             message, name = job.error_message, job.source_name
         crash_point("file")
         if state == JobState.failed:
-            write_note(dst.with_name(dst.name + ".error.txt"), _error_note(job_id, name, message))
+            write_note(
+                dst.with_name(dst.name + ".error.txt"), queue.error_note(job_id, name, message)
+            )
         move(src, dst)
         queue.settle_move(self.db, job_id, dst)
         self.outcomes[state] += 1
@@ -669,6 +775,7 @@ class Daemon:
         except VoxbatchError as exc:
             log.info("key check: %s", one_line(exc))
             return
+        REDACTOR.add_secret(key)
         self.api_key = key
         self.auth_pause = None
         log.info("the API key is accepted again: the queue resumes")
@@ -750,16 +857,3 @@ def crash_point(name: str) -> None:
     """
     if os.environ.get("VOXBATCH_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _error_note(job_id: int, name: str, message: str | None) -> str:
-    return (
-        f"file: {name}\n"
-        f"job: {job_id}\n"
-        f"failed: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-        f"why: {message or 'unknown'}\n\n"
-        f"what to do:\n"
-        f"  voxbatch why '{name}'    the whole history of this file\n"
-        f"  voxbatch show {job_id}       the job, its API calls and costs\n"
-        f"  voxbatch retry {job_id}      try again (after fixing the cause)\n"
-    )

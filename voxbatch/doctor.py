@@ -15,7 +15,7 @@ from pathlib import Path
 from voxbatch.config import Settings
 from voxbatch.db import open_database
 from voxbatch.errors import VoxbatchError, one_line
-from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.ffmpeg import child_environment, find_ffmpeg
 from voxbatch.folders import FOLDERS, check_layout, inboxes
 from voxbatch.transcribe import ClientSettings, RealtimeTranscriber
 from voxbatch.watch import filesystem_type, needs_polling
@@ -54,8 +54,9 @@ def _guard(name: str, check: Callable[[], str]) -> Check:
 def _ffmpeg(settings: Settings) -> str:
     path = find_ffmpeg(settings.ffmpeg)
     out = subprocess.run(
-        [path, "-hide_banner", "-version"], capture_output=True, text=True, timeout=20, check=False
-    )
+        [path, "-hide_banner", "-version"],
+        capture_output=True, text=True, timeout=20, check=False, env=child_environment(),
+    )  # fmt: skip
     first = (out.stdout.splitlines() or ["?"])[0]
     return f"{path} ({first})"
 

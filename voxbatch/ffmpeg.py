@@ -228,6 +228,7 @@ class FfmpegProcess:
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, killed as a whole
                 limit=self._stdout_limit,
+                env=child_environment(),
             )
         except OSError as exc:
             raise ConfigError(
@@ -286,3 +287,11 @@ class FfmpegProcess:
 async def _discard(stream: asyncio.StreamReader) -> None:
     while await stream.read(65_536):
         pass
+
+
+# Secrets a child process has no use for (ffmpeg reads untrusted files: give it nothing).
+_SECRET_ENV = ("MISTRAL_API_KEY", "CREDENTIALS_DIRECTORY")
+
+
+def child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxbatch.config import InboxProfile, Settings
-from voxbatch.errors import ConfigError
+from voxbatch.errors import ConfigError, VoxbatchError
 
 FOLDERS = ("outbox", "done", "failed", "quarantine", "work")
 
@@ -68,6 +69,24 @@ def check_layout(settings: Settings, boxes: Sequence[Inbox]) -> None:
                     f"the inbox {other.root} lies inside the inbox {root}",
                     hint="inboxes must not overlap: each file must belong to one profile",
                 )
+
+
+def lock_home(home: Path) -> int:
+    """One daemon per home: a second would repair the first one's moves in flight."""
+    fd = os.open(home / "voxbatch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise VoxbatchError(
+            f"another `voxbatch run` is using {home} ({holder})",
+            hint="one daemon per home: stop the other one (systemctl stop voxbatch), or use "
+            "`voxbatch status` to see what it is doing",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def fsync_dir(path: Path) -> None:

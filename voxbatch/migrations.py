@@ -187,6 +187,7 @@ m002_daemon = Migration(
             "ALTER TABLE job ADD COLUMN work_path VARCHAR",
             "ALTER TABLE job ADD COLUMN move_from VARCHAR",
             "ALTER TABLE job ADD COLUMN move_to VARCHAR",
+            "ALTER TABLE job ADD COLUMN move_sig VARCHAR",
             "ALTER TABLE job ADD COLUMN final_path VARCHAR",
             "ALTER TABLE job ADD COLUMN requeues INTEGER DEFAULT '0' NOT NULL",
             "ALTER TABLE job ADD COLUMN wait_reason VARCHAR",

@@ -127,6 +127,9 @@ class Job(SQLModel, table=True):
     work_path: str | None = None
     move_from: str | None = None
     move_to: str | None = None
+    # (size, mtime_ns, inode) of move_from when the move was planned: tells our file from a
+    # new one of the same name.
+    move_sig: str | None = None
     final_path: str | None = None
     # Times the job went back to the queue after its in-process retries ran out.
     requeues: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

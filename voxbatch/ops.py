@@ -129,18 +129,13 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
         name = job.source_name
     src = Path(current)
     dst = settings.folder("work") / work_name(job_id, name)
-    if src != dst:
-        if not os.path.lexists(src):
-            raise VoxbatchError(f"job {job_id}'s original is no longer at {src}")
-        with db.write() as session:
-            queue.plan_move(session, session.get_one(Job, job_id), src, dst)
-        move(src, dst)
-        note = src.with_name(src.name + ".error.txt")
-        note.unlink(missing_ok=True)
+    if src != dst and not os.path.lexists(src):
+        raise VoxbatchError(f"job {job_id}'s original is no longer at {src}")
     with db.write() as session:
+        # Queued and the move planned in one transaction: a crash before the move is
+        # finished by the daemon's startup, and the job is never failed with its file in work/.
         job = session.get_one(Job, job_id)
-        job.work_path, job.final_path = str(dst), None
-        job.move_from = job.move_to = None
+        job.final_path = None
         job.requeues = 0
         job.error_class = job.error_message = None
         job.finished_at = None
@@ -148,6 +143,14 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
         if primary is not None and primary.id != job.id:
             job.duplicate_of = primary.id
         queue.requeue(session, job, reason="retry requested")
+        if src != dst:
+            queue.plan_move(session, job, src, dst)
+        else:
+            job.work_path = str(dst)
+    if src != dst:
+        move(src, dst)
+        src.with_name(src.name + ".error.txt").unlink(missing_ok=True)
+        queue.settle_move(db, job_id, dst)
     return f"job {job_id} queued again ({name})"
 
 

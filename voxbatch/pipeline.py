@@ -239,10 +239,10 @@ class Pipeline:
         if (
             primary is not None
             and store.transcript_for(session, primary) is None
-            and self._abandoned(primary)
+            and self.abandoned(primary)
         ):
             # Its worker died mid-job (lease expired): it will never finish, so this copy pays.
-            self._abandon(session, primary)
+            self.abandon(session, primary)
             primary = None
         job = store.create_job(
             session,
@@ -258,7 +258,7 @@ class Pipeline:
             job.lease_expires_at = utcnow() + timedelta(seconds=self.settings.daemon.lease_seconds)
         return job
 
-    def _abandon(self, session: store.Session, job: Job) -> None:
+    def abandon(self, session: store.Session, job: Job) -> None:
         """Fail a dead worker's job and settle its unfinished calls.
 
         Nobody knows how much audio it sent before dying; the file's length is the most that
@@ -272,8 +272,9 @@ class Pipeline:
         store.set_state(session, job, JobState.failed, detail=job.error_message)
         session.flush()
 
-    def _abandoned(self, job: Job) -> bool:
-        if job.state in TERMINAL_STATES:
+    def abandoned(self, job: Job) -> bool:
+        """Is `job` a `process` job whose worker is gone? (The daemon recovers its own jobs.)"""
+        if job.state in TERMINAL_STATES or job.work_path is not None:
             return False
         if job.lease_owner == self._run.owner:
             return False
@@ -308,10 +309,16 @@ class Pipeline:
                 if job.state in TERMINAL_STATES or store.transcript_for(session, job):
                     session.expunge(job)
                     return job
-                if event is not None or self._abandoned(job):
+                if event is not None or self.abandoned(job):
                     session.expunge(job)
                     job.state = JobState.failed
                     job.error_message = "its worker stopped before finishing"
+                    return job
+                daemon_wait = _daemon_holds(job)
+                if daemon_wait is not None:
+                    session.expunge(job)
+                    job.state = JobState.failed
+                    job.error_message = daemon_wait
                     return job
             await asyncio.sleep(1.0)
 
@@ -566,6 +573,21 @@ class Pipeline:
                 hint=f"the transcript is saved: `voxbatch export {job_id}` or processing the "
                 "file again writes them at no cost",
             ) from exc
+
+
+def _daemon_holds(job: Job) -> str | None:
+    """Why `process` should not wait for a daemon job buying the same audio, if it should not."""
+    if job.work_path is None:
+        return None
+    if job.state == JobState.queued:
+        why = f" ({job.wait_reason})" if job.wait_reason else ""
+        return (
+            f"it is queued in the daemon{why}; `voxbatch run` transcribes it, then process "
+            "this file again at no cost"
+        )
+    if job.lease_expires_at is not None and job.lease_expires_at < utcnow():
+        return "the daemon transcribing it stopped; it resumes when `voxbatch run` starts again"
+    return None
 
 
 def link_to_primary(session: store.Session, job: Job, primary: Job) -> None:

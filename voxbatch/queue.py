@@ -7,12 +7,13 @@ finish or undo whatever a crash interrupted.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from voxbatch import store
 from voxbatch.config import Settings
 from voxbatch.costs import stt_charge
 from voxbatch.db import Database
-from voxbatch.folders import move
+from voxbatch.folders import free_destination, move, write_note
 from voxbatch.models import TERMINAL_STATES, Job, JobState, Worker, utcnow
 
 ACTIVE_STATES = (
@@ -72,6 +73,16 @@ def claim_next(
         return None
 
 
+def recheck_held(db: Database, stage: str) -> None:
+    """At start the caps may have changed: jobs held by them are looked at again at once."""
+    with db.write() as session:
+        session.execute(
+            sa.update(Job)
+            .where(col(Job.state) == JobState.queued, col(Job.stage) == stage)
+            .values(not_before=None)
+        )
+
+
 def requeue(
     session: Session, job: Job, *, reason: str, delay_s: float = 0.0, count: bool = False
 ) -> None:
@@ -88,7 +99,16 @@ def requeue(
 
 def plan_move(session: Session, job: Job, src: Path, dst: Path) -> None:
     job.move_from, job.move_to = str(src), str(dst)
+    job.move_sig = signature(src)
     session.add(job)
+
+
+def signature(path: Path) -> str | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def settle_move(db: Database, job_id: int, dst: Path) -> None:
@@ -105,7 +125,7 @@ def _settle(job: Job, dst: Path) -> None:
         job.work_path = None
     else:
         job.work_path = str(dst)
-    job.move_from = job.move_to = None
+    job.move_from = job.move_to = job.move_sig = None
 
 
 @dataclass(frozen=True)
@@ -115,30 +135,41 @@ class Reconciled:
 
 
 def reconcile_moves(db: Database) -> list[Reconciled]:
-    """Finish every move a crash interrupted: the destination was recorded before the move."""
+    """Finish every move a crash interrupted: the destination was recorded before the move.
+
+    Our file is told from a stranger by what was recorded: the source's (size, mtime, inode)
+    at planning time, and at the destination the job's content hash. A file that is not ours
+    is never removed: a new file dropped under the same name stays for the scan to find.
+    """
     done: list[Reconciled] = []
     with db.read() as session:
         pending = session.exec(select(Job).where(col(Job.move_to).is_not(None))).all()
-        plans = [(j.id, j.move_from, j.move_to) for j in pending]
-    for job_id, src_s, dst_s in plans:
+        plans = [(j.id, j.move_from, j.move_to, j.move_sig, j.content_sha256) for j in pending]
+    for job_id, src_s, dst_s, sig, sha in plans:
         assert job_id is not None and src_s is not None and dst_s is not None
         src, dst = Path(src_s), Path(dst_s)
-        if os.path.lexists(dst) and os.path.lexists(src):
-            # A copy across filesystems finished but the source was not removed yet.
-            os.unlink(src)
-            action = "the copy had been made; the source was removed now"
-        elif os.path.lexists(dst):
+        ours_at_src = os.path.lexists(src) and signature(src) == sig
+        ours_at_dst = os.path.lexists(dst) and _content_is(dst, sha)
+        if ours_at_dst and ours_at_src:
+            os.unlink(src)  # a copy across filesystems was complete; its source was not removed
+            action = "the copy had been made; its source was removed now"
+        elif ours_at_dst:
             action = "the move had been made"
-        elif os.path.lexists(src):
+        elif ours_at_src:
+            if os.path.lexists(dst):  # something else took the name meanwhile
+                dst = free_destination(dst.parent, dst.name)
             dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             move(src, dst)
             action = "the move was finished now"
         else:
             with db.write() as session:
                 job = session.get_one(Job, job_id)
-                job.move_from = job.move_to = None
+                job.move_from = job.move_to = job.move_sig = None
                 job.error_class = "FileMissing"
-                job.error_message = f"the file is neither at {src} nor at {dst}"
+                job.error_message = (
+                    f"the file is neither at {src} nor at {dst} (removed or replaced while "
+                    "voxbatch was stopped)"
+                )
                 store.set_state(session, job, JobState.failed, detail=job.error_message)
             done.append(Reconciled(job_id, "file missing"))
             continue
@@ -148,8 +179,45 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
             store.add_event(
                 session, "reconciled", f"move to {dst}: {action} after a restart", job_id=job_id
             )
+            note = failure_note_for(job)
+        if note is not None and not os.path.lexists(note[0]):
+            write_note(*note)  # the crash came between the plan and the note
         done.append(Reconciled(job_id, action))
     return done
+
+
+def _content_is(path: Path, sha: str) -> bool:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha
+
+
+def failure_note_for(job: Job) -> tuple[Path, str] | None:
+    """Where a failed job's `<name>.error.txt` goes, and what it says."""
+    if job.state != JobState.failed or not job.final_path:
+        return None
+    final = Path(job.final_path)
+    return final.with_name(final.name + ".error.txt"), error_note(
+        job.id or 0, job.source_name, job.error_message
+    )
+
+
+def error_note(job_id: int, name: str, message: str | None) -> str:
+    return (
+        f"file: {name}\n"
+        f"job: {job_id}\n"
+        f"failed: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+        f"why: {message or 'unknown'}\n\n"
+        f"what to do:\n"
+        f"  voxbatch why '{name}'    the whole history of this file\n"
+        f"  voxbatch show {job_id}       the job, its API calls and costs\n"
+        f"  voxbatch retry {job_id}      try again (after fixing the cause)\n"
+    )
 
 
 def owner_name() -> str:

@@ -91,10 +91,25 @@ def scan(root: Path, *, recursive: bool, extensions: tuple[str, ...]) -> Iterato
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if recursive and not entry.name.startswith(b"."):
-                    stack.append(rel)
+                if not recursive or entry.name.startswith(b"."):
+                    continue
+                if not decodes(entry.name):
+                    # Nothing below it could be named in the database: set the folder aside.
+                    yield Found(
+                        entry.path, rel, Verdict.quarantine, "a folder name that is not valid UTF-8"
+                    )
+                    continue
+                stack.append(rel)
                 continue
             yield classify(entry.path, rel, st, extensions)
+
+
+def decodes(name: bytes) -> bool:
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _kind(mode: int) -> str:
