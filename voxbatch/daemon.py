@@ -729,9 +729,20 @@ class Daemon:
             write_note(
                 dst.with_name(dst.name + ".error.txt"), queue.error_note(job_id, name, message)
             )
-        move(src, dst)
-        queue.settle_move(self.db, job_id, dst)
         self.outcomes[state] += 1
+        try:
+            move(src, dst)
+        except OSError as exc:
+            # The job's end is recorded; the planned move is finished at the next start.
+            log.error(
+                "job %s: cannot move its original to %s (%s); it stays in work/ and is moved "
+                "when voxbatch starts again",
+                job_id,
+                display_path(dst),
+                exc.strerror,
+            )
+            return
+        queue.settle_move(self.db, job_id, dst)
         if state == JobState.done:
             log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
         else:

@@ -59,7 +59,12 @@ def claim_next(
                 col(Job.move_to).is_(None),
                 sa.or_(col(Job.not_before).is_(None), col(Job.not_before) <= now),
             )
-            .order_by(sa.func.coalesce(col(Job.not_before), col(Job.created_at)), col(Job.id))
+            # Copies waiting for their original come last: they must not crowd out new work.
+            .order_by(
+                col(Job.duplicate_of).is_not(None),
+                sa.func.coalesce(col(Job.not_before), col(Job.created_at)),
+                col(Job.id),
+            )
             .limit(scan_limit)
         ).all()
         for job in candidates:
