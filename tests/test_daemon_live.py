@@ -368,3 +368,27 @@ def test_a_linked_copy_as_circuit_probe_does_not_stall_the_queue(
     )  # fmt: skip
     (inbox / "known again.wav").write_bytes(known)  # the next claim, the probe: linked, free
     wait_until(lambda: done_count(home) == 3, 30, "the queue moving again", daemon)
+
+
+def test_kill_9_mid_summary_then_restart(make_emulator, home: Path, spawn) -> None:
+    emu = make_emulator(http_delay_first=1, http_delay_s=60, http_delay_endpoints=("chat",))
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "meeting.wav").write_bytes(wav_bytes(3.0))
+    env = daemon_env(emu, home, VOXBATCH_INBOX__SUMMARY="true", VOXBATCH_INBOX__VOICE_ID="marie")
+    daemon = spawn(env)
+    _kill_when(
+        daemon,
+        lambda: rows(home, "SELECT 1 FROM api_call WHERE kind = 'chat' AND outcome = 'started'"),
+        "a chat call under way",
+    )
+    emu.reconfigure(http_delay_first=0)
+    result = run_once(env)
+    assert result.returncode == 0, result.stderr
+    calls = rows(home, "SELECT kind, outcome, estimated FROM api_call ORDER BY id")
+    assert calls[0] == ("stt", "ok", 0)
+    assert ("chat", "abandoned", 1) in calls  # settled, charged as an estimate
+    assert [k for k, _, _ in calls].count("stt") == 1  # the transcript was not bought again
+    assert calls[-1] == ("tts", "ok", 0)
+    assert (home / "outbox" / "meeting.summary.mp3").exists()
+    assert check_invariants(home, {"meeting.wav"}, emu) == ZERO

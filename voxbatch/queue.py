@@ -22,10 +22,10 @@ from sqlmodel import Session, col, select
 
 from voxbatch import store
 from voxbatch.config import Settings
-from voxbatch.costs import stt_charge
+from voxbatch.costs import chat_charge, stt_charge, tts_charge
 from voxbatch.db import Database
 from voxbatch.folders import free_destination, move, write_note
-from voxbatch.models import TERMINAL_STATES, Job, JobState, Worker, utcnow
+from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, Worker, utcnow
 
 ACTIVE_STATES = (
     JobState.claimed,
@@ -307,14 +307,34 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
         if call.outcome != "started" or call.id is None:
             continue
         found = True
-        seconds = math.ceil(job.audio_seconds or 0)
-        charge = stt_charge(settings.prices, call.model, seconds)
+        seconds: int | None = None
+        chars: int | None = None
+        tokens: tuple[int | None, int | None] = (None, None)
+        if call.kind == CallKind.chat:
+            # At most one full context in and one full answer out: an upper estimate.
+            transcript = store.transcript_for(session, job)
+            read = math.ceil(len(transcript.text) / 4) if transcript is not None else 0
+            tokens_in = min(read, settings.mistral.chat_context_tokens)
+            tokens_out = settings.mistral.summary_max_tokens
+            tokens = (tokens_in, tokens_out)
+            charge = chat_charge(settings.prices, call.model, tokens_in, tokens_out)
+        elif call.kind == CallKind.tts:
+            chars = ASSUMED_SPOKEN_CHARS
+            charge = tts_charge(settings.prices, call.model, chars)
+        else:
+            seconds = math.ceil(job.audio_seconds or 0)
+            charge = stt_charge(settings.prices, call.model, seconds)
         store.finish_call(
             session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
             price_basis=charge.price_basis, estimated=True, audio_seconds=seconds,
+            input_tokens=tokens[0], output_tokens=tokens[1], characters=chars,
             error_detail="its worker stopped before the call finished",
         )  # fmt: skip
     return found
+
+
+# A spoken summary's usual length, for settling a speech call whose worker died.
+ASSUMED_SPOKEN_CHARS = 1500
 
 
 def renew_leases(db: Database, owner: str, job_ids: list[int], lease_seconds: float) -> None:
