@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -392,3 +393,25 @@ def test_kill_9_mid_summary_then_restart(make_emulator, home: Path, spawn) -> No
     assert calls[-1] == ("tts", "ok", 0)
     assert (home / "outbox" / "meeting.summary.mp3").exists()
     assert check_invariants(home, {"meeting.wav"}, emu) == ZERO
+
+
+def test_a_worker_that_lost_its_lease_does_not_file_the_original(
+    make_emulator, home: Path, spawn
+) -> None:
+    emu = make_emulator(speed=2.0)
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "contested.wav").write_bytes(wav_bytes(6.0))
+    daemon = spawn(daemon_env(emu, home))
+    wait_until(
+        lambda: any(s.total_bytes > 0 for s in emu.records.sessions), 60, "streaming", daemon
+    )
+    with sqlite3.connect(home / "voxbatch.db", timeout=10) as conn:  # another worker took over
+        conn.execute(
+            "UPDATE job SET lease_owner = 'elsewhere:1:x', "
+            "lease_expires_at = '2999-01-01 00:00:00' WHERE id = 1"
+        )
+    wait_until(lambda: "its lease passed to elsewhere" in daemon.text(), 60, "the refusal", daemon)
+    assert originals(home / "work") == {"1.wav"}  # left to the new owner
+    assert originals(home / "done") == set()
+    assert rows(home, "SELECT state, lease_owner FROM job") == [("transcribed", "elsewhere:1:x")]

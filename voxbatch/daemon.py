@@ -713,6 +713,14 @@ class Daemon:
         folder = self.settings.folder("done" if state == JobState.done else "failed")
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
+            if job.lease_owner != self.owner:
+                # Another worker took the job over (our lease ran out): it owns the file now.
+                log.warning(
+                    "job %s: its lease passed to %s; leaving the original to it",
+                    job_id,
+                    job.lease_owner or "the queue",
+                )
+                return
             if state == JobState.done:
                 mark_done(session, job, written)
             else:
