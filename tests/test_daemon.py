@@ -339,3 +339,20 @@ def test_one_daemon_per_home(emulator: Emulator, isolated_env: Path) -> None:
         assert "another `voxbatch run` is using" in result.stderr
     finally:
         os.close(held)
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm (tmpfs) here")
+def test_a_pipe_in_an_inbox_on_another_filesystem_is_left_with_a_reason(
+    emulator: Emulator, isolated_env: Path
+) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        inbox = Path(other) / "inbox"
+        drop(inbox, "good.wav")
+        os.mkfifo(inbox / "pipe.wav")
+        cli = fast(emulator, VOXBATCH_INBOX__PATH=str(inbox))
+        assert once(cli) == 0
+        assert originals(isolated_env / "done") == {"good.wav"}
+        assert (inbox / "pipe.wav").exists()
+        assert "cannot be quarantined" in cli("why", str(inbox / "pipe.wav")).stdout

@@ -98,3 +98,43 @@ def test_daily_cap_makes_jobs_wait_never_fail(emulator: Emulator, isolated_env: 
     )
     assert raised("run", "--once").exit_code == 0
     assert rows(isolated_env, "SELECT state, COUNT(*) FROM job GROUP BY state") == [("done", 3)]
+
+
+def test_a_copy_that_would_buy_a_summary_respects_the_cap(
+    emulator: Emulator, isolated_env: Path
+) -> None:
+    drop(isolated_env, "first.wav", tag=1)
+    plain = cli_for(emulator, VOXBATCH_DAEMON__STABLE_SECONDS="0.2")
+    assert plain("run", "--once").exit_code == 0  # transcript bought, no summary
+    (isolated_env / "inbox" / "again.wav").write_bytes(wav_bytes(3.0, tag=1))
+    capped = summary_cli(emulator, VOXBATCH_BUDGET__DAILY_USD="0.0000001")
+    assert capped("run", "--once").exit_code == 0
+    assert emulator.records.chat == [] and emulator.records.speech == []
+    waiting = capped.json("why", "again.wav")["jobs"][0]["waiting"]
+    assert waiting and "daily cap" in waiting
+
+
+def test_an_unpriced_summary_model_is_refused_before_any_claim(
+    emulator: Emulator, isolated_env: Path
+) -> None:
+    drop(isolated_env, "x.wav")
+    cli = summary_cli(emulator, VOXBATCH_MISTRAL__CHAT_MODEL="mistral-unknown-9999")
+    result = cli("run", "--once", ok=None)
+    assert result.exit_code in (2, 3)
+    assert "mistral-unknown-9999" in result.stderr
+    assert (isolated_env / "inbox" / "x.wav").exists()  # untouched
+
+
+def test_a_slow_chat_answer_is_tried_again_in_a_later_round_not_failed(
+    make_emulator, isolated_env: Path
+) -> None:
+    emu = make_emulator(http_delay_first=1, http_delay_s=5, http_delay_endpoints=("chat",))
+    drop(isolated_env, "slow.wav")
+    cli = summary_cli(
+        emu, VOXBATCH_MISTRAL__HTTP_TIMEOUT_S="1", VOXBATCH_DAEMON__REQUEUE_DELAY_S="0.2"
+    )
+    assert cli("run", "--once", ok=None).exit_code == 1  # a round failed, then it succeeded
+    assert rows(isolated_env, "SELECT state FROM job") == [("done",)]
+    calls = rows(isolated_env, "SELECT kind, outcome, estimated FROM api_call ORDER BY id")
+    assert ("chat", "timeout", 1) in calls and calls.count(("stt", "ok", 0)) == 1
+    assert originals(isolated_env / "failed") == set()

@@ -70,6 +70,29 @@ def estimate_job_cost(
     return total
 
 
+def remaining_estimate(
+    session: Session, settings: Settings, profile: InboxProfile, job: Job
+) -> Decimal:
+    """What `job` may still buy: the transcript unless this audio has one, and the summary
+    stages unless they are saved for this audio and prompt."""
+    full = estimate_job_cost(settings, profile, job.audio_seconds)
+    if store.transcript_for(session, job) is None:
+        return full
+    seconds = ASSUMED_AUDIO_SECONDS if job.audio_seconds is None else math.ceil(job.audio_seconds)
+    bought = stt_charge(settings.prices, settings.mistral.transcription_model, seconds).cost_usd
+    if not profile.summary:
+        return Decimal(0)
+    from voxbatch import summary_store
+    from voxbatch.summarize import summary_recipe
+
+    saved = summary_store.summary_for(
+        session, job.content_sha256, summary_recipe(settings, profile.summary_prompt)
+    )
+    if saved is not None and saved.speech_audio is not None:
+        return Decimal(0)
+    return full - bought
+
+
 def inbox_name(profile: InboxProfile) -> str:
     """The name a profile's jobs carry in `job.inbox` (its path as configured)."""
     return str(profile.path)
@@ -223,6 +246,7 @@ def admit(
     *,
     audio_seconds: float | None,
     now: datetime,
+    estimate: Decimal | None = None,
 ) -> tuple[str, datetime] | None:
     """The budget check at claim time: hold the job and return why, or record its estimate.
 
@@ -230,7 +254,8 @@ def admit(
     recorded, the next claim counts this job as running.
     """
     assert job.id is not None
-    estimate = estimate_job_cost(settings, profile, audio_seconds)
+    if estimate is None:
+        estimate = estimate_job_cost(settings, profile, audio_seconds)
     waiting = wait_reason(session, settings, profile, estimate, now)
     if waiting is not None:
         hold_for_budget(session, job, waiting[0])

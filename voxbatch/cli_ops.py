@@ -135,17 +135,20 @@ def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:
         ids = [store.resolve_job(session, j).id for j in jobs]
         if all_failed:
             ids += ops.failed_ids(session)
-    problems = 0
+    problems = queued = 0
     for job_id in dict.fromkeys(i for i in ids if i is not None):
         try:
             click.echo(ops.retry(app.db, app.settings, job_id))
+            queued += 1
         except VoxbatchError as exc:
             problems += 1
             click.echo(f"error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
-    if ids:
+    if queued:
         click.echo("a running `voxbatch run` picks them up; or run `voxbatch run --once`", err=True)
+    elif all_failed and not problems:
+        click.echo("no failed jobs to retry", err=True)
     if problems:
         sys.exit(EXIT_FAILED)
 

@@ -32,7 +32,7 @@ from voxbatch.breaker import Breaker
 from voxbatch.config import Settings
 from voxbatch.costs import format_usd
 from voxbatch.db import Database
-from voxbatch.errors import AuthError, VoxbatchError, is_retryable, one_line
+from voxbatch.errors import AnswerTimeoutError, AuthError, VoxbatchError, is_retryable, one_line
 from voxbatch.folders import (
     Inbox,
     free_destination,
@@ -359,6 +359,32 @@ class Daemon:
             store.add_event(session, "ignored", f"left in the inbox: {reason}", path=shown)
 
     def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
+        try:
+            self._set_aside(path, rel, reason)
+        except OSError as exc:
+            # Say so once; never let one odd entry stop a scan.
+            if path not in self.noted:
+                self.noted.add(path)
+                shown = display_path(Path(os.fsdecode(path)))
+                log.error(
+                    "%s must not be processed (%s) but cannot be moved to quarantine/ (%s); "
+                    "remove it from the inbox",
+                    shown,
+                    reason,
+                    exc.strerror or exc,
+                )
+                with self.db.write() as session:
+                    store.add_event(
+                        session, "ignored", f"{reason}; cannot be quarantined", path=shown
+                    )
+
+    def _set_aside(self, path: bytes, rel: bytes, reason: str) -> None:
+        source = os.lstat(path)
+        if os.stat(self.settings.folder("quarantine")).st_dev != source.st_dev and not (
+            stat.S_ISREG(source.st_mode) or stat.S_ISLNK(source.st_mode)
+        ):
+            # Pipes, devices and folders cannot be copied across filesystems.
+            raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
         dst = free_destination(self.settings.folder("quarantine"), rel)
         shown = display_path(Path(os.fsdecode(path)))
         note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
@@ -481,22 +507,27 @@ class Daemon:
         if job.duplicate_of is not None:
             primary = self._live_primary(session, job)
             if (
-                primary is None
-                or primary.id == job.id
-                or store.transcript_for(session, primary) is not None
+                primary is not None
+                and primary.id != job.id
+                and store.transcript_for(session, primary) is None
             ):
-                return None  # linked at no cost, or it pays itself
-            reason = f"waiting for job {primary.id} (same audio) to finish"
-            if primary.state == JobState.needs_review:
-                reason = f"waiting: job {primary.id} (same audio) needs review"
-            return self._hold(session, job, reason)
+                reason = f"waiting for job {primary.id} (same audio) to finish"
+                if primary.state == JobState.needs_review:
+                    reason = f"waiting: job {primary.id} (same audio) needs review"
+                return self._hold(session, job, reason)
+        # What this job may still buy: nothing bought before (by it or a copy) is counted.
+        profile = self._box(job.inbox).profile
+        estimate = budget.remaining_estimate(session, self.settings, profile, job)
+        if estimate == 0:
+            return None
         held = budget.admit(
             session,
             self.settings,
-            self._box(job.inbox).profile,
+            profile,
             job,
             audio_seconds=job.audio_seconds,
             now=utcnow(),
+            estimate=estimate,
         )
         if held is None:
             return None
@@ -506,7 +537,12 @@ class Daemon:
     def _live_primary(self, session: store.Session, job: Job) -> Job | None:
         """The job buying this audio; a dead `voxbatch process` is settled and stepped over."""
         primary = store.find_primary(session, job.content_sha256)
-        if primary is not None and primary.id != job.id and self.pipeline.abandoned(primary):
+        if (
+            primary is not None
+            and primary.id != job.id
+            and store.transcript_for(session, primary) is None
+            and self.pipeline.abandoned(primary)
+        ):
             self.pipeline.abandon(session, primary)
             primary = store.find_primary(session, job.content_sha256)
         return primary
@@ -682,7 +718,7 @@ class Daemon:
         if not isinstance(exc, VoxbatchError):
             log.error("job %s: unexpected error", job_id, exc_info=exc)
             exc = internal_error(exc)
-        if is_retryable(exc):
+        if is_retryable(exc) or isinstance(exc, AnswerTimeoutError):
             self.breaker.failure()
             daemon = self.settings.daemon
             with self.db.write() as session:

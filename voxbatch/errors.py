@@ -74,6 +74,11 @@ class StreamIncompleteError(ProviderError):
     """The realtime stream ended, dropped or went silent before `transcription.done`."""
 
 
+class AnswerTimeoutError(ProviderError):
+    """No answer in time after the request was sent: not resent at once (it may have been
+    billed), but the daemon tries the job again in a later round."""
+
+
 class JobNotFoundError(VoxbatchError):
     """No job matches the id or hash prefix given."""
 

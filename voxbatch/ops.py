@@ -120,6 +120,12 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
         if job.state not in (JobState.failed, JobState.needs_review):
             raise VoxbatchError(f"job {job_id} is {job.state}: only failed jobs are retried")
         current = job.final_path or job.work_path
+        if current is None and job.rel_path is not None:
+            raise VoxbatchError(
+                f"job {job_id}'s original never reached work/ ({job.error_message}); "
+                "nothing to retry",
+                hint="put the file in the inbox again: it is picked up as a new job",
+            )
         if current is None:
             raise VoxbatchError(
                 f"job {job_id} came from `voxbatch process`, not an inbox",
@@ -147,6 +153,7 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
             queue.plan_move(session, job, src, dst)
         else:
             job.work_path = str(dst)
+            job.move_from = job.move_to = job.move_sig = None  # a move to failed/ that failed
     if src != dst:
         move(src, dst)
         src.with_name(src.name + ".error.txt").unlink(missing_ok=True)
@@ -155,7 +162,13 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
 
 
 def failed_ids(session: Session) -> list[int]:
-    rows = session.exec(select(Job.id).where(Job.state == JobState.failed)).all()
+    """Failed jobs whose original the daemon holds (`process` jobs are run again by hand)."""
+    rows = session.exec(
+        select(Job.id).where(
+            Job.state == JobState.failed,
+            sa.or_(col(Job.final_path).is_not(None), col(Job.work_path).is_not(None)),
+        )
+    ).all()
     return [r for r in rows if r is not None]
 
 

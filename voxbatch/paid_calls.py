@@ -26,6 +26,7 @@ from voxbatch.config import DaemonSettings
 from voxbatch.db import Database
 from voxbatch.errors import (
     RETRYABLE_STATUS,
+    AnswerTimeoutError,
     AuthError,
     ProviderError,
     one_line,
@@ -116,7 +117,7 @@ def classify(exc: BaseException, kind: str, timeout_s: float) -> _Failure | None
         )
     if isinstance(exc, httpx2.TimeoutException):
         return _Failure(
-            ProviderError(
+            AnswerTimeoutError(
                 f"no {kind} answer within {timeout_s:g} s",
                 retryable=False,
                 hint="not retried at once: the request may have been processed and billed; "

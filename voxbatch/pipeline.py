@@ -25,7 +25,7 @@ from tenacity import (
 
 from voxbatch import audio, store
 from voxbatch.config import InboxProfile, Settings
-from voxbatch.costs import stt_charge
+from voxbatch.costs import chat_charge, stt_charge, tts_charge
 from voxbatch.db import Database
 from voxbatch.errors import (
     AuthError,
@@ -137,6 +137,9 @@ class Pipeline:
         self.ffmpeg = find_ffmpeg(settings.ffmpeg)
         # A model without a price would be noticed only after paying for it: refuse now.
         stt_charge(settings.prices, settings.mistral.transcription_model, 0)
+        if any(p.summary for p in settings.inbox):
+            chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
+            tts_charge(settings.prices, settings.mistral.tts_model, 0)
         self._run = _RunState() if owner is None else _RunState(owner=owner)
         # Called each time the server accepts a transcription session.
         self.on_connected: Callable[[], None] | None = None
@@ -519,6 +522,7 @@ class Pipeline:
     async def _publish(
         self, job_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
+        heartbeat = asyncio.create_task(self._heartbeat(job_id))  # summaries can take minutes
         try:
             written = self.write_results(job_id, profile, out_dir)
             written += await self.summarize(job_id, profile, out_dir, written)
@@ -529,6 +533,8 @@ class Pipeline:
                 return FileOutcome(
                     path, job_id, JobState.failed, job.duplicate_of, error=job.error_message
                 )
+        finally:
+            await _stop(heartbeat)
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
             mark_done(session, job, written)

@@ -170,6 +170,13 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
             with db.write() as session:
                 job = session.get_one(Job, job_id)
                 job.move_from = job.move_to = job.move_sig = None
+                if job.state == JobState.done:  # its results stand; only the original is gone
+                    store.add_event(
+                        session, "missing", f"the original is neither at {src} nor at {dst}",
+                        job_id=job_id,
+                    )  # fmt: skip
+                    done.append(Reconciled(job_id, "file missing"))
+                    continue
                 job.error_class = "FileMissing"
                 job.error_message = (
                     f"the file is neither at {src} nor at {dst} (removed or replaced while "
