@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,7 +53,7 @@ from voxbatch.pipeline import (
     link_to_primary,
     mark_done,
 )
-from voxbatch.scan import StabilityTracker, Verdict, classify, decodes, scan
+from voxbatch.scan import StabilityTracker, Verdict, classify, decodes, scan, signature_of
 from voxbatch.watch import Supervisor, needs_polling
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
 class _AuthPause:
     key: str
     message: str
-    since: float = field(default_factory=time.monotonic)
     last_probe: float = field(default_factory=time.monotonic)
 
 
@@ -115,7 +113,6 @@ class Daemon:
         self.claiming = 0  # files between the inbox and the queue right now
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._force = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -143,7 +140,6 @@ class Daemon:
 
     def request_stop(self, sig: int | None = None) -> None:
         if self._stop.is_set():
-            self._force = True  # a second signal: no more draining
             log.warning("second stop signal: cancelling the jobs still running")
             for task in self.running.values():
                 task.cancel()
@@ -323,7 +319,7 @@ class Daemon:
             if box.profile.recursive:
                 self._ask_rescan()
             return
-        if self.unmovable.get(path) == (st.st_size, st.st_mtime_ns, st.st_ino):
+        if self.unmovable.get(path) == signature_of(st):
             self.tracker.forget(path)
             return  # already reported; a changed file is tried again
         found = classify(path, rel, st, self.settings.daemon.extensions)
@@ -433,12 +429,8 @@ class Daemon:
             self._unmovable(job_id, path, st, exc)
             return
         after = os.lstat(dst)
-        changed = (after.st_size, after.st_mtime_ns, after.st_ino) != (
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ino,
-        )
         # Written to while we hashed it: what counts is what we now hold.
+        changed = signature_of(after) != signature_of(st)
         new_sha = await audio.file_sha256(dst) if changed else sha
         seconds = await self._length(dst) if self._caps_set(box) else None
         with self.db.write() as session:
@@ -449,8 +441,7 @@ class Daemon:
                 session.flush()
             job.content_sha256, job.size_bytes = new_sha, after.st_size
             job.audio_seconds = seconds
-            job.work_path = str(dst)
-            job.move_from = job.move_to = None
+            queue.settle(job, dst)
             store.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
         log.info("claimed %s as job %s", display_path(src), job_id)
         self._wake.set()
@@ -482,14 +473,14 @@ class Daemon:
         )
         with self.db.write() as session:
             job = session.get_one(Job, job_id)
-            job.move_from = job.move_to = job.move_sig = None
+            queue.clear_move(job)
             job.error_class, job.error_message = ("Vanished" if vanished else "InboxError"), reason
             store.set_state(session, job, JobState.failed, detail=reason)
         if vanished:
             log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
             return
         self.outcomes[JobState.failed] += 1
-        self.unmovable[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        self.unmovable[path] = signature_of(st)
         log.error(
             "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
             display_path(Path(os.fsdecode(path))),
@@ -511,10 +502,7 @@ class Daemon:
                 and primary.id != job.id
                 and store.transcript_for(session, primary) is None
             ):
-                reason = f"waiting for job {primary.id} (same audio) to finish"
-                if primary.state == JobState.needs_review:
-                    reason = f"waiting: job {primary.id} (same audio) needs review"
-                return self._hold(session, job, reason)
+                return self._hold(session, job, _waiting_for(primary))
         # What this job may still buy: nothing bought before (by it or a copy) is counted.
         profile = self._box(job.inbox).profile
         estimate = budget.remaining_estimate(session, self.settings, profile, job)
@@ -632,13 +620,11 @@ class Daemon:
         try:
             await self._process(job_id)
         except asyncio.CancelledError:
-            self._end_probe(job_id)
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
                 queue.requeue(session, job, reason="voxbatch stopped before it finished")
             raise
         except AuthError as exc:
-            self._end_probe(job_id)
             self._pause_for_key(exc)
             with self.db.write() as session:
                 job = session.get_one(Job, job_id)
@@ -702,10 +688,7 @@ class Daemon:
                 session.add(job)
                 return False
             job.duplicate_of = primary.id
-            reason = f"waiting for job {primary.id} (same audio) to finish"
-            if primary.state == JobState.needs_review:
-                reason = f"waiting: job {primary.id} (same audio) needs review"
-            queue.requeue(session, job, reason=reason, delay_s=5.0)
+            queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
             return None
 
     def _box(self, name: str | None) -> Inbox:
@@ -887,13 +870,11 @@ class Daemon:
         return "ok", ""
 
     def _status_line(self) -> str:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         with self.db.read() as session:
             queued = session.exec(
                 select(func.count()).select_from(Job).where(Job.state == JobState.queued)
             ).one()
-            calls = store.all_calls(session, since=today)
-        spent = sum((c.cost_usd for c in calls if c.cost_usd is not None), Decimal(0))
+            spent = budget.spent(session, budget.day_start(utcnow()))
         provider, detail = self._provider_state()
         text = (
             f"{queued} queued, {len(self.running)} running, "
@@ -902,6 +883,13 @@ class Daemon:
             f"spent today {format_usd(spent)}"
         )
         return text if provider == "ok" else f"{text}; {detail}"
+
+
+def _waiting_for(primary: Job) -> str:
+    """Why a copy waits for the job buying its audio."""
+    if primary.state == JobState.needs_review:
+        return f"waiting: job {primary.id} (same audio) needs review"
+    return f"waiting for job {primary.id} (same audio) to finish"
 
 
 def crash_point(name: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ def status_report(session: Session, settings: Settings) -> dict[str, Any]:
     active = session.exec(
         select(Job).where(col(Job.state).in_([s.value for s in queue.ACTIVE_STATES]))
     ).all()
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    caps = budget_summary(session, settings, now)
     workers = queue.live_workers(session)
     return {
         "queued": len(queued),
@@ -51,9 +50,9 @@ def status_report(session: Session, settings: Settings) -> dict[str, Any]:
         "needs_review": counts.get(JobState.needs_review, 0),
         "done": counts.get(JobState.done, 0),
         "oldest_waiting": queued[0].created_at if queued else None,
-        "spend_today_usd": _spent(session, day),
-        "spend_month_usd": _spent(session, day.replace(day=1)),
-        "budget": budget_summary(session, settings, now),
+        "spend_today_usd": caps["spent_today_usd"],
+        "spend_month_usd": caps["spent_month_usd"],
+        "budget": caps,
         "daemons": [
             {
                 "worker": w.owner,
@@ -66,11 +65,6 @@ def status_report(session: Session, settings: Settings) -> dict[str, Any]:
         ],
         "provider": _provider(workers),
     }
-
-
-def _spent(session: Session, since: datetime) -> Decimal:
-    calls = store.all_calls(session, since=since)
-    return sum((c.cost_usd for c in calls if c.cost_usd is not None), Decimal(0))
 
 
 def _provider(workers: list[Any]) -> str:
@@ -152,8 +146,7 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
         if src != dst:
             queue.plan_move(session, job, src, dst)
         else:
-            job.work_path = str(dst)
-            job.move_from = job.move_to = job.move_sig = None  # a move to failed/ that failed
+            queue.settle(job, dst)  # also forgets a move to failed/ that failed
     if src != dst:
         move(src, dst)
         src.with_name(src.name + ".error.txt").unlink(missing_ok=True)

@@ -38,7 +38,7 @@ from voxbatch.errors import (
 from voxbatch.ffmpeg import check_regular_file, find_ffmpeg
 from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.outputs import TranscriptDocument, write_outputs
-from voxbatch.queue import owner_name, settle_abandoned_calls
+from voxbatch.queue import owner_name, renew_leases, settle_abandoned_calls
 from voxbatch.retries import provider_retrying
 from voxbatch.summary_stage import run_summary_stages
 from voxbatch.transcribe import (
@@ -312,16 +312,12 @@ class Pipeline:
                 if job.state in TERMINAL_STATES or store.transcript_for(session, job):
                     session.expunge(job)
                     return job
-                if event is not None or self.abandoned(job):
+                stopped = event is not None or self.abandoned(job)
+                reason = "its worker stopped before finishing" if stopped else _daemon_holds(job)
+                if reason is not None:  # it will not end while we wait: say why, as its end
                     session.expunge(job)
                     job.state = JobState.failed
-                    job.error_message = "its worker stopped before finishing"
-                    return job
-                daemon_wait = _daemon_holds(job)
-                if daemon_wait is not None:
-                    session.expunge(job)
-                    job.state = JobState.failed
-                    job.error_message = daemon_wait
+                    job.error_message = reason
                     return job
             await asyncio.sleep(1.0)
 
@@ -380,15 +376,10 @@ class Pipeline:
             await _stop(heartbeat)
 
     async def _heartbeat(self, job_id: int) -> None:
-        interval = self.settings.daemon.lease_seconds / 3
+        lease = self.settings.daemon.lease_seconds
         while True:
-            await asyncio.sleep(interval)
-            with self.db.write() as session:
-                job = session.get_one(Job, job_id)
-                if job.lease_owner == self._run.owner:
-                    job.lease_expires_at = utcnow() + timedelta(
-                        seconds=self.settings.daemon.lease_seconds
-                    )
+            await asyncio.sleep(lease / 3)
+            renew_leases(self.db, self._run.owner, [job_id], lease)
 
     async def _transcribe_with_retries(
         self, job_id: int, path: Path, profile: InboxProfile, duration: float | None

@@ -26,6 +26,7 @@ from voxbatch.costs import chat_charge, stt_charge, tts_charge
 from voxbatch.db import Database
 from voxbatch.folders import free_destination, move, write_note
 from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, Worker, utcnow
+from voxbatch.scan import signature_of
 
 ACTIVE_STATES = (
     JobState.claimed,
@@ -110,26 +111,30 @@ def plan_move(session: Session, job: Job, src: Path, dst: Path) -> None:
 
 def signature(path: Path) -> str | None:
     try:
-        st = os.lstat(path)
+        return ":".join(map(str, signature_of(os.lstat(path))))
     except OSError:
         return None
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def settle_move(db: Database, job_id: int, dst: Path) -> None:
     with db.write() as session:
         job = session.get_one(Job, job_id)
-        _settle(job, dst)
+        settle(job, dst)
         session.add(job)
         store.add_event(session, "moved", f"original now at {dst}", job_id=job_id)
 
 
-def _settle(job: Job, dst: Path) -> None:
+def settle(job: Job, dst: Path) -> None:
+    """The original is at `dst` now: in work/ while the job runs, its final place after."""
     if job.state in TERMINAL_STATES:
         job.final_path = str(dst)
         job.work_path = None
     else:
         job.work_path = str(dst)
+    clear_move(job)
+
+
+def clear_move(job: Job) -> None:
     job.move_from = job.move_to = job.move_sig = None
 
 
@@ -169,7 +174,7 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
         else:
             with db.write() as session:
                 job = session.get_one(Job, job_id)
-                job.move_from = job.move_to = job.move_sig = None
+                clear_move(job)
                 if job.state == JobState.done:  # its results stand; only the original is gone
                     store.add_event(
                         session, "missing", f"the original is neither at {src} nor at {dst}",
@@ -187,7 +192,7 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
             continue
         with db.write() as session:
             job = session.get_one(Job, job_id)
-            _settle(job, dst)
+            settle(job, dst)
             store.add_event(
                 session, "reconciled", f"move to {dst}: {action} after a restart", job_id=job_id
             )

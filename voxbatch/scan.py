@@ -125,6 +125,11 @@ def _kind(mode: int) -> str:
 Signature = tuple[int, int, int]  # size, mtime_ns, inode
 
 
+def signature_of(st: os.stat_result) -> Signature:
+    """What tells a file's version apart: a write changes size or mtime, a replace the inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 @dataclass
 class _Seen:
     signature: Signature
@@ -151,7 +156,7 @@ class StabilityTracker:
         self._seen.pop(path, None)
 
     def observe(self, path: bytes, st: os.stat_result, now: float) -> bool:
-        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        signature = signature_of(st)
         seen = self._seen.get(path)
         if seen is None or seen.signature != signature:
             self._seen[path] = _Seen(signature, now)
