@@ -18,7 +18,7 @@ from voxbatch.errors import VoxbatchError, one_line
 from voxbatch.ffmpeg import child_environment, find_ffmpeg
 from voxbatch.folders import FOLDERS, check_layout, inboxes
 from voxbatch.transcribe import ClientSettings, RealtimeTranscriber
-from voxbatch.watch import filesystem_type, needs_polling
+from voxbatch.watch import filesystem_type, is_remote, needs_polling
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def _database(settings: Settings) -> str:
         session.connection().exec_driver_sql("CREATE TEMP TABLE doctor_probe (x INTEGER)")
     mode = oct(path.stat().st_mode & 0o777)
     fs = filesystem_type(path.parent)
-    if needs_polling("auto", [path.parent]):
+    if is_remote(fs):
         raise VoxbatchError(
             f"{path} is on a network filesystem ({fs})",
             hint="SQLite locking is unreliable there: put the database on a local disk",

@@ -43,15 +43,16 @@ def filesystem_type(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) 
     return best_type
 
 
+def is_remote(fs_type: str) -> bool:
+    return fs_type.split(".")[0] in REMOTE_FS or fs_type.startswith("fuse")
+
+
 def needs_polling(mode: str, folders: Sequence[Path]) -> bool:
     if mode == "poll":
         return True
     if mode == "inotify":
         return False
-    return any(
-        filesystem_type(f).split(".")[0] in REMOTE_FS or filesystem_type(f).startswith("fuse")
-        for f in folders
-    )
+    return any(is_remote(filesystem_type(f)) for f in folders)
 
 
 class Supervisor:
