@@ -129,9 +129,9 @@ def test_running_jobs_count_so_the_cap_holds_and_nobody_fails(
         # Held again on the next pass: the reason is not repeated in the history.
         job1 = session.get_one(Job, jobs[1].id)
         budget.admit(session, settings, profile, job1, audio_seconds=100, now=NOW)
-        waits = [e for e in store.events_for(session, job1.id or 0) if e.kind == "budget_wait"]
+        waits = [e for e in store.events_for(session, job1.id or 0) if e.kind == "waiting"]
         assert len(waits) == 1
-        assert budget.budget_wait_reason(session, job1.id or 0) == waits[0].detail
+        assert job1.wait_reason == waits[0].detail
 
         # The first job finishes having spent a little less than estimated: still no room.
         _pay(session, jobs[0].id or 0, "0.0095", NOW)

@@ -10,7 +10,7 @@ estimates. At a cap jobs wait — they never fail — and are checked again on e
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,7 +24,7 @@ from voxbatch.audio import probe
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.costs import stt_charge, tts_charge
 from voxbatch.errors import VoxbatchError, one_line
-from voxbatch.models import ApiCall, CostEstimate, Event, Job, JobState
+from voxbatch.models import ACTIVE_STATES, ApiCall, CostEstimate, Job, JobState
 from voxbatch.summarize import estimate_chat_usd
 from voxbatch.summary_store import record_estimate
 
@@ -33,15 +33,19 @@ ASSUMED_AUDIO_SECONDS = 3600
 TRANSCRIPT_CHARS_PER_SECOND = 16
 ASSUMED_SUMMARY_CHARS = 1500
 
-# Jobs between being let start and finishing: their estimates are spoken for.
-RUNNING_STATES = (
-    JobState.claimed,
-    JobState.converting,
-    JobState.streaming,
-    JobState.transcribed,
-    JobState.summarizing,
-)
 BUDGET_WAIT_STAGE = "budget"
+# Opt-in memo in `session.info`: within one claim pass spend and running estimates cannot
+# change, so each cap's figures are read once, not once per queued job.
+PASS_MEMO = "voxbatch.budget.pass"
+
+
+def _memo(session: Session, key: tuple[object, ...], compute: Callable[[], Decimal]) -> Decimal:
+    memo = session.info.get(PASS_MEMO)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def estimate_job_cost(
@@ -119,6 +123,10 @@ def next_month(now: datetime) -> datetime:
 
 def spent(session: Session, since: datetime, inbox: str | None = None) -> Decimal:
     """What the api_call rows since `since` cost (of jobs from `inbox` when given)."""
+    return _memo(session, ("spent", since, inbox), lambda: _spent(session, since, inbox))
+
+
+def _spent(session: Session, since: datetime, inbox: str | None) -> Decimal:
     query = select(col(ApiCall.cost_usd)).where(col(ApiCall.started_at) >= since)
     if inbox is not None:
         query = query.join(Job, col(Job.id) == col(ApiCall.job_id)).where(Job.inbox == inbox)
@@ -127,10 +135,14 @@ def spent(session: Session, since: datetime, inbox: str | None = None) -> Decima
 
 def outstanding(session: Session, inbox: str | None = None) -> Decimal:
     """What running jobs are still expected to spend: their estimates less what they spent."""
+    return _memo(session, ("outstanding", inbox), lambda: _outstanding(session, inbox))
+
+
+def _outstanding(session: Session, inbox: str | None) -> Decimal:
     query = (
         select(CostEstimate)
         .join(Job, col(Job.id) == col(CostEstimate.job_id))
-        .where(col(Job.state).in_([s.value for s in RUNNING_STATES]))
+        .where(col(Job.state).in_([s.value for s in ACTIVE_STATES]))
     )
     if inbox is not None:
         query = query.where(Job.inbox == inbox)
@@ -219,23 +231,13 @@ def _profile(settings: Settings, ref: InboxProfile | str | None) -> InboxProfile
 
 
 def hold_for_budget(session: Session, job: Job, reason: str) -> None:
-    """Mark a queued job as waiting for the budget (stage `budget`) and say why, once."""
-    assert job.id is not None
-    if job.stage != BUDGET_WAIT_STAGE:
-        job.stage = BUDGET_WAIT_STAGE
-        session.add(job)
-    if budget_wait_reason(session, job.id) != reason:
-        store.add_event(session, "budget_wait", reason, job_id=job.id)
-
-
-def budget_wait_reason(session: Session, job_id: int) -> str | None:
-    """The latest reason the job was held for the budget (for `status` and `why`)."""
-    detail = session.exec(
-        select(Event.detail)
-        .where(Event.job_id == job_id, Event.kind == "budget_wait")
-        .order_by(col(Event.id).desc())
-    ).first()
-    return detail
+    """Mark a queued job as waiting for the budget (stage `budget`); its history says why,
+    once per distinct reason (`status` and `why` read `job.wait_reason`)."""
+    if job.wait_reason != reason:
+        store.add_event(session, "waiting", reason, job_id=job.id)
+    job.stage = BUDGET_WAIT_STAGE
+    job.wait_reason = reason
+    session.add(job)
 
 
 def admit(
@@ -256,13 +258,15 @@ def admit(
     assert job.id is not None
     if estimate is None:
         estimate = estimate_job_cost(settings, profile, audio_seconds)
-    waiting = wait_reason(session, settings, profile, estimate, now)
+    waiting = wait_reason(session, settings, profile, estimate, now) if estimate else None
     if waiting is not None:
         hold_for_budget(session, job, waiting[0])
         return waiting
     if job.stage == BUDGET_WAIT_STAGE:
         job.stage = None
         session.add(job)
+    if not estimate:
+        return None  # nothing left to buy (a copy, or a job resumed after its last stage)
     record_estimate(
         session,
         job.id,

@@ -506,8 +506,7 @@ class Daemon:
         # What this job may still buy: nothing bought before (by it or a copy) is counted.
         profile = self._box(job.inbox).profile
         estimate = budget.remaining_estimate(session, self.settings, profile, job)
-        if estimate == 0:
-            return None
+        session.info.setdefault(budget.PASS_MEMO, {})  # one read of each cap per pass
         held = budget.admit(
             session,
             self.settings,
@@ -520,7 +519,8 @@ class Daemon:
         if held is None:
             return None
         job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
-        return self._hold(session, job, held[0])
+        log.info("job %s waits: %s", job.id, held[0])
+        return held[0]
 
     def _live_primary(self, session: store.Session, job: Job) -> Job | None:
         """The job buying this audio; a dead `voxbatch process` is settled and stepped over."""

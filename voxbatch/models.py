@@ -67,6 +67,14 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.done, JobState.failed, JobState.needs_review})
+# Between being let start and finishing: the job holds a lease, and its estimate is spoken for.
+ACTIVE_STATES = (
+    JobState.claimed,
+    JobState.converting,
+    JobState.streaming,
+    JobState.transcribed,
+    JobState.summarizing,
+)
 
 
 class CallKind(StrEnum):

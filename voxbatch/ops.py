@@ -17,7 +17,7 @@ from voxbatch.config import Settings
 from voxbatch.db import Database
 from voxbatch.errors import VoxbatchError
 from voxbatch.folders import move, work_name
-from voxbatch.models import Event, Job, JobState, utcnow
+from voxbatch.models import ACTIVE_STATES, Event, Job, JobState, utcnow
 
 
 def status_report(session: Session, settings: Settings) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def status_report(session: Session, settings: Settings) -> dict[str, Any]:
         if (j.not_before is not None and j.not_before > now) or j.stage == BUDGET_WAIT_STAGE
     ]
     active = session.exec(
-        select(Job).where(col(Job.state).in_([s.value for s in queue.ACTIVE_STATES]))
+        select(Job).where(col(Job.state).in_([s.value for s in ACTIVE_STATES]))
     ).all()
     caps = budget_summary(session, settings, now)
     workers = queue.live_workers(session)

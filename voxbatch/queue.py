@@ -25,16 +25,8 @@ from voxbatch.config import Settings
 from voxbatch.costs import chat_charge, stt_charge, tts_charge
 from voxbatch.db import Database
 from voxbatch.folders import free_destination, move, write_note
-from voxbatch.models import TERMINAL_STATES, CallKind, Job, JobState, Worker, utcnow
+from voxbatch.models import ACTIVE_STATES, TERMINAL_STATES, CallKind, Job, JobState, Worker, utcnow
 from voxbatch.scan import signature_of
-
-ACTIVE_STATES = (
-    JobState.claimed,
-    JobState.converting,
-    JobState.streaming,
-    JobState.transcribed,
-    JobState.summarizing,
-)
 
 
 def claim_next(
