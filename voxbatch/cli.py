@@ -409,12 +409,12 @@ def _summary_content(session: store.Session, job: Job, fmt: str) -> str | bytes:
     latest = summaries[-1]
     if fmt == "summary":
         return summary_markdown(job.source_name, latest.text)
-    spoken = [s for s in summaries if s.speech_audio is not None]
-    if not spoken or spoken[-1].speech_audio is None:
+    spoken = [s.speech_audio for s in summaries if s.speech_audio is not None]
+    if not spoken:
         raise VoxbatchError(
             f"job {job.id} has no spoken summary yet", hint="`voxbatch retry` resumes it"
         )
-    return spoken[-1].speech_audio
+    return spoken[-1]
 
 
 @main.command()

@@ -96,6 +96,16 @@ def one_line(error: BaseException | str | None, limit: int = 300) -> str:
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header; an HTTP date is left to the backoff (rare)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 def is_retryable(exc: BaseException) -> bool:
     """The single rule for whether an attempt may be repeated."""
     if isinstance(exc, VoxbatchError):

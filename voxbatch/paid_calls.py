@@ -30,6 +30,7 @@ from voxbatch.errors import (
     AuthError,
     ProviderError,
     one_line,
+    parse_retry_after,
 )
 from voxbatch.retries import provider_retrying
 
@@ -95,7 +96,7 @@ def classify(exc: BaseException, kind: str, timeout_s: float) -> _Failure | None
             ProviderError(
                 f"{kind} request failed: HTTP {status}" + (f": {detail}" if detail else ""),
                 status=status,
-                retry_after=_retry_after(exc.headers.get("retry-after")),
+                retry_after=parse_retry_after(exc.headers.get("retry-after")),
                 retryable=status in RETRYABLE_STATUS,
             ),
             f"http_{status}",
@@ -148,13 +149,6 @@ def _detail(body: str | None) -> str:
             if isinstance(data.get(key), str):
                 return one_line(data[key], 200)
     return one_line(body, 200)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare enough that the backoff decides
 
 
 async def call_with_retries(

@@ -21,12 +21,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from voxbatch import store
+from voxbatch.budget import ASSUMED_SUMMARY_CHARS
 from voxbatch.config import Settings
 from voxbatch.costs import chat_charge, stt_charge, tts_charge
 from voxbatch.db import Database
 from voxbatch.folders import free_destination, move, write_note
 from voxbatch.models import ACTIVE_STATES, TERMINAL_STATES, CallKind, Job, JobState, Worker, utcnow
 from voxbatch.scan import signature_of
+from voxbatch.summarize import tokens_for
 
 
 def claim_next(
@@ -317,13 +319,13 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
         if call.kind == CallKind.chat:
             # At most one full context in and one full answer out: an upper estimate.
             transcript = store.transcript_for(session, job)
-            read = math.ceil(len(transcript.text) / 4) if transcript is not None else 0
+            read = tokens_for(settings.mistral, len(transcript.text)) if transcript else 0
             tokens_in = min(read, settings.mistral.chat_context_tokens)
             tokens_out = settings.mistral.summary_max_tokens
             tokens = (tokens_in, tokens_out)
             charge = chat_charge(settings.prices, call.model, tokens_in, tokens_out)
         elif call.kind == CallKind.tts:
-            chars = ASSUMED_SPOKEN_CHARS
+            chars = ASSUMED_SUMMARY_CHARS
             charge = tts_charge(settings.prices, call.model, chars)
         else:
             seconds = math.ceil(job.audio_seconds or 0)
@@ -335,10 +337,6 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
             error_detail="its worker stopped before the call finished",
         )  # fmt: skip
     return found
-
-
-# A spoken summary's usual length, for settling a speech call whose worker died.
-ASSUMED_SPOKEN_CHARS = 1500
 
 
 def renew_leases(db: Database, owner: str, job_ids: list[int], lease_seconds: float) -> None:

@@ -39,7 +39,6 @@ class ChatSummary:
     text: str
     model: str
     parts: int  # parts the transcript was cut into (1 = it fitted)
-    calls: int  # successful chat calls it took
 
 
 def summary_recipe(settings: Settings, prompt: str) -> str:
@@ -48,10 +47,19 @@ def summary_recipe(settings: Settings, prompt: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def tokens_for(mistral: MistralSettings, chars: int) -> int:
+    """Tokens assumed for this much text (`mistral.chat_chars_per_token`, kept cautious)."""
+    return math.ceil(chars / mistral.chat_chars_per_token)
+
+
+def framing_tokens(mistral: MistralSettings, prompt: str) -> int:
+    """What one chat call carries besides transcript text: system message, prompt, labels."""
+    return tokens_for(mistral, len(prompt) + len(_system(None)) + 200)
+
+
 def part_chars(mistral: MistralSettings, prompt: str) -> int:
     """Most transcript characters one chat call may carry, from the model's context size."""
-    framing = len(prompt) + len(_system(None)) + 200
-    instructions = math.ceil(framing / mistral.chat_chars_per_token)
+    instructions = framing_tokens(mistral, prompt)
     room = mistral.chat_context_tokens - mistral.summary_max_tokens - OVERHEAD_TOKENS - instructions
     return max(MIN_PART_CHARS, int(room * mistral.chat_chars_per_token))
 
@@ -122,7 +130,6 @@ class ChatSummarizer:
         self.db = db
         self.client = client
         self.job_id = job_id
-        self.calls = 0
 
     async def summarize(self, text: str, *, language: str | None, prompt: str) -> ChatSummary:
         mistral = self.settings.mistral
@@ -131,7 +138,7 @@ class ChatSummarizer:
         parts = split_text(text, limit)
         if len(parts) <= 1:
             summary = await self._complete(_messages(system, text.strip(), prompt))
-            return ChatSummary(summary, mistral.chat_model, 1, self.calls)
+            return ChatSummary(summary, mistral.chat_model, 1)
         pieces = [
             await self._complete(_messages(system, part, _part_instruction(i, len(parts))))
             for i, part in enumerate(parts, 1)
@@ -141,7 +148,7 @@ class ChatSummarizer:
             if len(joined) <= limit:
                 combine = _messages(system, joined, _combine_instruction(prompt))
                 final = await self._complete(combine)
-                return ChatSummary(final, mistral.chat_model, len(parts), self.calls)
+                return ChatSummary(final, mistral.chat_model, len(parts))
             groups = split_text(joined, limit)
             pieces = [
                 await self._complete(_messages(system, group, _combine_instruction("")))
@@ -173,8 +180,8 @@ class ChatSummarizer:
                 input_tokens = usage.prompt_tokens or 0
                 output_tokens = usage.completion_tokens or 0
             else:  # no usage: bill what the text suggests, and say it is an estimate
-                input_tokens = math.ceil(prompt_chars / mistral.chat_chars_per_token)
-                output_tokens = math.ceil(len(_reply(response)) / mistral.chat_chars_per_token)
+                input_tokens = tokens_for(mistral, prompt_chars)
+                output_tokens = tokens_for(mistral, len(_reply(response)))
             charge = chat_charge(prices, model, input_tokens, output_tokens)
             return Settlement(
                 charge.cost_usd,
@@ -186,7 +193,7 @@ class ChatSummarizer:
             )
 
         def uncertain() -> Settlement:
-            input_tokens = math.ceil(prompt_chars / mistral.chat_chars_per_token)
+            input_tokens = tokens_for(mistral, prompt_chars)
             charge = chat_charge(prices, model, input_tokens, mistral.summary_max_tokens)
             return Settlement(
                 charge.cost_usd,
@@ -203,7 +210,6 @@ class ChatSummarizer:
             PaidCall(CallKind.chat, model, send, settle, uncertain),
             timeout_s=mistral.http_timeout_s,
         )
-        self.calls += 1
         reply = _reply(response).strip()
         if not reply:
             raise ProviderError("the chat model answered with an empty summary", retryable=True)
@@ -227,24 +233,9 @@ def estimate_chat_usd(settings: Settings, transcript_chars: int, prompt: str) ->
     mistral = settings.mistral
     limit = part_chars(mistral, prompt)
     parts = max(1, math.ceil(transcript_chars / limit))
-    per_call_overhead = math.ceil((len(prompt) + len(_system(None)) + 200) / 4)
-    input_tokens = math.ceil(transcript_chars / 4) + parts * per_call_overhead
+    per_call_overhead = framing_tokens(mistral, prompt)
+    input_tokens = tokens_for(mistral, transcript_chars) + parts * per_call_overhead
     output_tokens = mistral.summary_max_tokens * (parts + (1 if parts > 1 else 0))
     if parts > 1:  # the combining call reads the part summaries again
         input_tokens += mistral.summary_max_tokens * parts + per_call_overhead
     return chat_charge(settings.prices, mistral.chat_model, input_tokens, output_tokens).cost_usd
-
-
-async def summarize_transcript(
-    settings: Settings,
-    db: Database,
-    client: Mistral,
-    *,
-    job_id: int | None,
-    text: str,
-    language: str | None,
-    prompt: str,
-) -> ChatSummary:
-    """Summarise `text` with `prompt` (map-reduce when it exceeds the chat context)."""
-    summarizer = ChatSummarizer(settings, db, client, job_id=job_id)
-    return await summarizer.summarize(text, language=language, prompt=prompt)

@@ -22,7 +22,7 @@ from voxbatch.errors import VoxbatchError
 from voxbatch.models import TERMINAL_STATES, Job, JobState, Summary, utcnow
 from voxbatch.outputs import atomic_write, atomic_write_bytes, output_stem
 from voxbatch.speech import Voice, synthesize, voice_for
-from voxbatch.summarize import summarize_transcript, summary_recipe
+from voxbatch.summarize import ChatSummarizer, summary_recipe
 
 EMPTY_TRANSCRIPT = "The transcript is empty: nothing was said to summarise."
 
@@ -33,7 +33,6 @@ class SummaryOutcome:
     speech_path: Path | None  # None when there was nothing to speak (empty transcript)
     bought_summary: bool
     bought_speech: bool
-    summary_id: int
     # The job that paid for the summary, when it was not this one.
     reused_from_job: int | None = None
 
@@ -97,9 +96,9 @@ async def run_summary_stages(
             else f"summarising {len(text)} characters",
         )
     speaks = bool(text.strip())
-    needs_speech = speaks and (existing is None or not _speech_matches(existing, settings, profile))
-    # Read the voice first: a missing clip should not be found after paying for the summary.
-    voice = voice_for(settings, profile) if needs_speech else Voice()
+    # Read the voice (and a reference clip) once, first: a missing clip should not be found
+    # after paying for the summary.
+    voice = voice_for(settings, profile) if speaks else Voice()
 
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
@@ -114,7 +113,7 @@ async def run_summary_stages(
             settings, db, client, job_id, profile, recipe, existing, text, language
         )
         bought_speech = False
-        if speaks and not _speech_matches(summary, settings, profile):
+        if speaks and not _speech_matches(summary, settings, profile, voice):
             await _spoken(settings, db, client, job_id, profile, summary, voice)
             bought_speech = True
 
@@ -140,15 +139,8 @@ async def _written(
     if existing is not None:
         return existing, False
     if text.strip():
-        chat = await summarize_transcript(
-            settings,
-            db,
-            client,
-            job_id=job_id,
-            text=text,
-            language=language,
-            prompt=profile.summary_prompt,
-        )
+        summarizer = ChatSummarizer(settings, db, client, job_id=job_id)
+        chat = await summarizer.summarize(text, language=language, prompt=profile.summary_prompt)
         summary_text, model, parts = chat.text, chat.model, chat.parts
     else:
         summary_text, model, parts = EMPTY_TRANSCRIPT, settings.mistral.chat_model, 0
@@ -218,22 +210,16 @@ async def _spoken(
         )
 
 
-def _speech_matches(summary: Summary, settings: Settings, profile: InboxProfile) -> bool:
-    """Whether the stored speech is what this profile asks for (format, model, voice)."""
-    if summary.speech_audio is None:
-        return False
-    if (summary.speech_format, summary.speech_model) != (
-        profile.speech_format,
-        settings.mistral.tts_model,
-    ):
-        return False
-    if profile.ref_audio is not None:
-        # The label holds the clip's hash; a changed clip is a changed voice.
-        try:
-            return summary.speech_voice == voice_for(settings, profile).label
-        except VoxbatchError:
-            return False
-    return summary.speech_voice == (profile.voice_id or "default")
+def _speech_matches(
+    summary: Summary, settings: Settings, profile: InboxProfile, voice: Voice
+) -> bool:
+    """Whether the stored speech is what this profile asks for: format, model and voice (a
+    clip's label holds its hash, so a changed clip is a changed voice)."""
+    return summary.speech_audio is not None and (
+        summary.speech_format,
+        summary.speech_model,
+        summary.speech_voice,
+    ) == (profile.speech_format, settings.mistral.tts_model, voice.label)
 
 
 def _write_files(
@@ -268,9 +254,7 @@ def _write_files(
         written = ", ".join(p.name for p in (summary_path, speech_path) if p is not None)
         detail = f"wrote {written}" + (f" (bought by job {reused})" if reused else "")
         store.add_event(session, "summary_written", detail, job_id=job_id)
-    return SummaryOutcome(
-        summary_path, speech_path, bought_summary, bought_speech, summary.id, reused
-    )
+    return SummaryOutcome(summary_path, speech_path, bought_summary, bought_speech, reused)
 
 
 async def _wait_for_primary(db: Database, primary_id: int, recipe: str, poll_s: float) -> None:

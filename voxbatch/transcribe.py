@@ -36,6 +36,7 @@ from voxbatch.errors import (
     StreamIncompleteError,
     VoxbatchError,
     one_line,
+    parse_retry_after,
 )
 from voxbatch.outputs import TimedText
 
@@ -93,19 +94,10 @@ def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
     while seen is not None:
         if isinstance(seen, InvalidStatus):
             response = seen.response
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return response.status_code, retry_after
         seen = seen.__cause__ or seen.__context__
     return None, None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare enough that the backoff decides
 
 
 def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
