@@ -89,11 +89,6 @@ def main() -> int:
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         figures = check_invariants(home, names, emu)
-        finished: dict[str, int] = {}
-        for session in emu.records.sessions:
-            if "transcription.done" in session.events_sent:
-                finished[session.sha256] = finished.get(session.sha256, 0) + 1
-        duplicate_paid = sum(n - 1 for n in finished.values() if n > 1)
         interrupted = sum(
             1
             for s in emu.records.sessions
@@ -105,7 +100,7 @@ def main() -> int:
               f"{len(originals(home / 'failed'))}, quarantine/: "
               f"{len(originals(home / 'quarantine'))}")  # fmt: skip
         print(f"invariant violations: {figures}")
-        print(f"duplicate paid transcriptions: {duplicate_paid}")
+        print(f"duplicate paid transcriptions: {figures['bought_twice']}")
         print(f"attempts cut short by a kill (paid, recorded as abandoned): {interrupted}")
         if recoveries:
             recoveries.sort()
@@ -114,7 +109,7 @@ def main() -> int:
                 f"{recoveries[len(recoveries) // 2]:.2f} s, max {recoveries[-1]:.2f} s "
                 f"over {len(recoveries)} restarts"
             )
-        bad = any(figures.values()) or duplicate_paid or final.returncode != 0
+        bad = any(figures.values()) or final.returncode != 0
         return 1 if bad else 0
 
 

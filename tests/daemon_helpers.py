@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,15 +75,18 @@ def voxbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def rows(home: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Query the database, tolerating one that another process is still creating."""
+    """Query the database, tolerating one that another process is still creating (for polls:
+    an unreadable database reads as "not yet")."""
     path = home / "voxbatch.db"
     if not path.exists():
         return []
     try:
         with sqlite3.connect(path, timeout=10) as conn:
             return conn.execute(query, params).fetchall()
-    except sqlite3.OperationalError:
-        return []
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc) or "locked" in str(exc):
+            return []
+        raise
 
 
 def wait_until(
@@ -115,29 +120,43 @@ def originals(folder: Path) -> set[str]:
 
 
 def check_invariants(home: Path, inputs: set[str], emu: Emulator) -> dict[str, int]:
-    """Every input in exactly one end folder; one transcript per hash; no paid call unrecorded.
+    """The figures of a run; every one must be 0 (`assert_invariants`).
 
-    Returns the figures (violations must be 0; the caller asserts).
+    - misplaced: an input in no end folder or in two; an unknown file in an end folder; a file
+      left in work/ or the inbox; a filed original whose content is not its job's audio.
+    - bought_twice: audio transcribed to the end more than once.
+    - paid_unrecorded: sessions that received audio with no stt row: matched by request id,
+      the rest only by the `abandoned` rows of killed workers (which never learnt the id).
+    - unsettled_calls: rows still `started`.
     """
     places = {name: originals(home / name) for name in FOLDERS}
-    violations = 0
-    for name in inputs:
-        holders = [f for f, files in places.items() if name in files]
-        if len(holders) != 1:
-            violations += 1
-    extra = set().union(*places.values()) - inputs
-    violations += len(extra)
-    leftover = originals(home / "work") | originals(home / "inbox")
-    violations += len(leftover & inputs)
-    duplicates = rows(
-        home, "SELECT content_sha256 FROM transcript GROUP BY content_sha256 HAVING COUNT(*) > 1"
+    misplaced = sum(1 for name in inputs if sum(name in files for files in places.values()) != 1)
+    misplaced += len(set().union(*places.values()) - inputs)
+    misplaced += len(originals(home / "work")) + len(originals(home / "inbox") & inputs)
+    for final, sha in rows(
+        home, "SELECT final_path, content_sha256 FROM job WHERE final_path IS NOT NULL"
+    ):
+        if Path(final).exists() and hashlib.sha256(Path(final).read_bytes()).hexdigest() != sha:
+            misplaced += 1
+    finished = Counter(
+        s.sha256 for s in emu.records.sessions if "transcription.done" in s.events_sent
     )
-    recorded = rows(home, "SELECT COUNT(*) FROM api_call WHERE kind = 'stt'")[0][0]
+    paid_ids = {s.request_id for s in emu.records.sessions if s.total_bytes > 0}
+    recorded_ids = {r[0] for r in rows(home, "SELECT request_id FROM api_call WHERE kind = 'stt'")}
+    without_id = rows(
+        home,
+        "SELECT COUNT(*) FROM api_call WHERE kind = 'stt' AND outcome = 'abandoned' "
+        "AND request_id IS NULL",
+    )[0][0]
     unsettled = rows(home, "SELECT COUNT(*) FROM api_call WHERE outcome = 'started'")[0][0]
-    paid = sum(1 for s in emu.records.sessions if s.total_bytes > 0)
     return {
-        "misplaced": violations,
-        "duplicate_transcripts": len(duplicates),
-        "paid_unrecorded": max(0, paid - recorded),
+        "misplaced": misplaced,
+        "bought_twice": sum(n - 1 for n in finished.values()),
+        "paid_unrecorded": max(0, len(paid_ids - recorded_ids) - without_id),
         "unsettled_calls": unsettled,
     }
+
+
+def assert_invariants(home: Path, inputs: set[str], emu: Emulator) -> None:
+    figures = check_invariants(home, inputs, emu)
+    assert figures == dict.fromkeys(figures, 0), figures

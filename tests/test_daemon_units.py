@@ -16,7 +16,7 @@ from voxbatch.config import DEFAULT_EXTENSIONS
 from voxbatch.logs import RedactingFilter
 from voxbatch.notify import Notifier
 from voxbatch.scan import StabilityTracker, Verdict, classify_name
-from voxbatch.watch import filesystem_type, needs_polling
+from voxbatch.watch import filesystem_type, is_remote, needs_polling
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_breaker_opens_probes_and_closes() -> None:
     assert not breaker.is_open and breaker.allow() and breaker.describe() == "ok"
 
 
-def test_filesystem_type_from_mountinfo(tmp_path: Path) -> None:
+def test_filesystem_type_from_mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     info = tmp_path / "mountinfo"
     info.write_text(
         "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
@@ -101,6 +101,13 @@ def test_filesystem_type_from_mountinfo(tmp_path: Path) -> None:
     assert filesystem_type(Path("/srv/my files/inbox"), info) == "cifs"
     assert filesystem_type(Path("/srv/shared"), info) == "ext4"
     assert needs_polling("poll", [Path("/")]) and not needs_polling("inotify", [Path("/")])
+    # auto (the default) polls exactly the network and FUSE mounts
+    import voxbatch.watch as watch
+
+    monkeypatch.setattr(watch, "filesystem_type", lambda p: filesystem_type(p, info))
+    assert needs_polling("auto", [Path("/srv/shared"), Path("/srv/share/inbox")])
+    assert not needs_polling("auto", [Path("/srv/shared")])
+    assert is_remote("nfs4") and is_remote("fuse.sshfs") and not is_remote("ext4")
 
 
 @pytest.mark.parametrize("abstract", [False, True])

@@ -69,6 +69,9 @@ def test_unit_follows_the_rules() -> None:
     assert unit["KillMode"] == ["mixed"]
     drain = DaemonSettings().drain_seconds
     assert float(unit["TimeoutStopSec"][0]) > drain
-    for key in ("WatchdogSec", "MemoryMax", "TasksMax", "StateDirectory", "UMask"):
-        assert key in unit, key
+    assert 2 <= float(unit["WatchdogSec"][0]) < drain  # pinged every half period
+    assert unit["UMask"] == ["0077"] and unit["StateDirectoryMode"] == ["0700"]
+    assert unit["StateDirectory"] == ["voxbatch"]
+    for limit in ("MemoryMax", "TasksMax"):
+        assert unit[limit][0] not in ("", "infinity"), limit
     assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]

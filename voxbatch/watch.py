@@ -74,6 +74,7 @@ class Supervisor:
         self.poll_delay_ms = poll_delay_ms
         self.restarts = 0
         self.started = asyncio.Event()
+        self._working = False  # the current watcher has delivered at least once
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5
@@ -85,6 +86,9 @@ class Supervisor:
                 raise
             except Exception as exc:  # any watcher failure: restart it, never give up
                 self.restarts += 1
+                if self._working:  # it ran fine until now: a fresh fault, a short backoff
+                    delay = 0.5
+                self._working = False
                 log.warning(
                     "the folder watcher stopped (%s: %s); restarting in %.1f s and rescanning",
                     type(exc).__name__,
@@ -111,6 +115,7 @@ class Supervisor:
         first = True
         async for changes in watcher:
             self.started.set()
+            self._working = True
             if first and self.restarts:
                 # Files that arrived while no watcher ran are found by this scan.
                 self.rescan()
