@@ -56,6 +56,27 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
         yield start
 
 
+@pytest.fixture(params=[False, True], ids=["path", "abstract"])
+def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A datagram socket standing in for systemd's, as NOTIFY_SOCKET names it: a path, or
+    `@name` in the abstract namespace. Yields (socket, address)."""
+    import os
+    import socket
+    import time
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if request.param:
+        name = f"voxbatch-test-{os.getpid()}-{time.monotonic_ns()}"
+        sock.bind("\0" + name)
+        address = "@" + name
+    else:
+        address = str(tmp_path / "notify.sock")
+        sock.bind(address)
+    sock.settimeout(30)
+    with sock:
+        yield sock, address
+
+
 @dataclass
 class Cli:
     env: dict[str, str]

@@ -252,19 +252,10 @@ def test_sigterm_lets_a_short_job_finish(make_emulator, home: Path, spawn) -> No
     assert originals(home / "done") == {"short.wav"}
 
 
-@pytest.mark.parametrize("abstract", [False, True])
 def test_sd_notify_ready_status_stopping(
-    emulator: Emulator, home: Path, spawn, tmp_path: Path, abstract: bool
+    emulator: Emulator, home: Path, spawn, notify_socket: tuple[socket.socket, str]
 ) -> None:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    if abstract:
-        name = f"voxbatch-test-{os.getpid()}-{time.monotonic_ns()}"
-        sock.bind("\0" + name)
-        address = "@" + name
-    else:
-        address = str(tmp_path / "notify.sock")
-        sock.bind(address)
-    sock.settimeout(30)
+    sock, address = notify_socket
     messages: list[str] = []
 
     def receive() -> None:
