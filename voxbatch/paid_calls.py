@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -218,16 +218,7 @@ def _finish(
     settlement: Settlement,
     error_detail: str | None,
 ) -> None:
+    # A Settlement's fields are finish_call's keywords, one for one.
     store.finish_call(
-        session,
-        call_id,
-        outcome=outcome,
-        cost_usd=settlement.cost_usd,
-        price_basis=settlement.price_basis,
-        estimated=settlement.estimated,
-        input_tokens=settlement.input_tokens,
-        output_tokens=settlement.output_tokens,
-        characters=settlement.characters,
-        request_id=settlement.request_id,
-        error_detail=error_detail,
+        session, call_id, outcome=outcome, error_detail=error_detail, **asdict(settlement)
     )
