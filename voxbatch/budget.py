@@ -24,8 +24,8 @@ from voxbatch.audio import probe
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.costs import stt_charge, tts_charge
 from voxbatch.errors import VoxbatchError, one_line
-from voxbatch.models import ACTIVE_STATES, ApiCall, CostEstimate, Job, JobState
-from voxbatch.summarize import estimate_chat_usd
+from voxbatch.models import ACTIVE_STATES, ApiCall, CostEstimate, Job, JobState, Summary
+from voxbatch.summarize import estimate_chat_usd, summary_recipe
 from voxbatch.summary_store import record_estimate
 
 # Assumptions of the estimate (see estimate_job_cost).
@@ -64,37 +64,50 @@ def estimate_job_cost(
     Duplicates of audio already bought cost nothing, but are estimated as new: the estimate
     is made before the content is known to be a copy.
     """
-    seconds = ASSUMED_AUDIO_SECONDS if audio_seconds is None else math.ceil(audio_seconds)
-    mistral = settings.mistral
-    total = stt_charge(settings.prices, mistral.transcription_model, seconds).cost_usd
-    if profile.summary:
-        chars = seconds * TRANSCRIPT_CHARS_PER_SECOND
-        total += estimate_chat_usd(settings, chars, profile.summary_prompt)
-        total += tts_charge(settings.prices, mistral.tts_model, ASSUMED_SUMMARY_CHARS).cost_usd
-    return total
+    return _transcription_estimate(settings, audio_seconds) + _summary_estimate(
+        settings, profile, audio_seconds
+    )
+
+
+def _seconds(audio_seconds: float | None) -> int:
+    return ASSUMED_AUDIO_SECONDS if audio_seconds is None else math.ceil(audio_seconds)
+
+
+def _transcription_estimate(settings: Settings, audio_seconds: float | None) -> Decimal:
+    model = settings.mistral.transcription_model
+    return stt_charge(settings.prices, model, _seconds(audio_seconds)).cost_usd
+
+
+def _summary_estimate(
+    settings: Settings, profile: InboxProfile, audio_seconds: float | None
+) -> Decimal:
+    if not profile.summary:
+        return Decimal(0)
+    chars = _seconds(audio_seconds) * TRANSCRIPT_CHARS_PER_SECOND
+    speech = tts_charge(settings.prices, settings.mistral.tts_model, ASSUMED_SUMMARY_CHARS)
+    return estimate_chat_usd(settings, chars, profile.summary_prompt) + speech.cost_usd
 
 
 def remaining_estimate(
     session: Session, settings: Settings, profile: InboxProfile, job: Job
 ) -> Decimal:
     """What `job` may still buy: the transcript unless this audio has one, and the summary
-    stages unless they are saved for this audio and prompt."""
-    full = estimate_job_cost(settings, profile, job.audio_seconds)
+    stages unless they are saved (speech included) for this audio and prompt."""
+    total = Decimal(0)
     if store.transcript_for(session, job) is None:
-        return full
-    seconds = ASSUMED_AUDIO_SECONDS if job.audio_seconds is None else math.ceil(job.audio_seconds)
-    bought = stt_charge(settings.prices, settings.mistral.transcription_model, seconds).cost_usd
-    if not profile.summary:
-        return Decimal(0)
-    from voxbatch import summary_store
-    from voxbatch.summarize import summary_recipe
-
-    saved = summary_store.summary_for(
-        session, job.content_sha256, summary_recipe(settings, profile.summary_prompt)
-    )
-    if saved is not None and saved.speech_audio is not None:
-        return Decimal(0)
-    return full - bought
+        total += _transcription_estimate(settings, job.audio_seconds)
+    if profile.summary:
+        recipe = summary_recipe(settings, profile.summary_prompt)
+        spoken = session.exec(
+            select(Summary.id).where(
+                Summary.content_sha256 == job.content_sha256,
+                Summary.recipe == recipe,
+                col(Summary.speech_audio).is_not(None),
+            )
+        ).first()
+        if spoken is None:
+            total += _summary_estimate(settings, profile, job.audio_seconds)
+    return total
 
 
 def inbox_name(profile: InboxProfile) -> str:
