@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from voxbatch.cli import main
+from voxbatch.cli.main import main
 from voxbatch.emulator import Emulator, EmulatorConfig, running_emulator
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"

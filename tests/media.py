@@ -11,7 +11,7 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.media.ffmpeg import find_ffmpeg
 
 
 @cache

@@ -33,7 +33,8 @@ from tests.media import (
     tone_bursts,
     truncated,
 )
-from voxbatch.audio import (
+from voxbatch.errors import ConfigError, ConversionError, InputError, NotAudioError
+from voxbatch.media.audio import (
     MAX_CHUNK_BYTES,
     PCM_BYTES_PER_SECOND,
     AudioInfo,
@@ -43,8 +44,7 @@ from voxbatch.audio import (
     probe,
     stream_pcm,
 )
-from voxbatch.errors import ConfigError, ConversionError, InputError, NotAudioError
-from voxbatch.ffmpeg import ALLOWED_DEMUXERS, find_ffmpeg, input_url, pcm_args
+from voxbatch.media.ffmpeg import ALLOWED_DEMUXERS, find_ffmpeg, input_url, pcm_args
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
 T = TypeVar("T")
@@ -364,7 +364,7 @@ def test_cut_wav_is_decoded_as_far_as_it_goes_with_a_warning(
     cut = truncated(good, tmp_path / "cut.wav", keep_bytes=44 + 32_001)  # mid-sample, ~1 s
     info = run(probe(cut, ffmpeg=ff))
     assert info.duration_estimated and info.trusted_duration is None  # ffmpeg distrusts the header
-    with caplog.at_level("WARNING", logger="voxbatch.audio"):
+    with caplog.at_level("WARNING", logger="voxbatch.media.audio"):
         pcm = b"".join(run(collect(stream_pcm(cut, ffmpeg=ff))))
     assert abs(pcm_seconds(len(pcm)) - 1.0) < 0.05
     assert "recovered from decoding errors in cut.wav" in caplog.text
@@ -570,7 +570,7 @@ def test_parse_input_dump_reads_streams_layouts_and_cover_art(tmp_path: Path) ->
 
 def test_leaving_early_with_a_full_pipe_returns_promptly(tmp_path: Path) -> None:
     """A consumer that stops while ffmpeg's output fills the pipe must not wait for EOF forever."""
-    from voxbatch.ffmpeg import FfmpegProcess, StderrCapture
+    from voxbatch.media.ffmpeg import FfmpegProcess, StderrCapture
 
     source = long_audio(tmp_path / "long.mp3", hours=0.1)
     args = pcm_args(find_ffmpeg(), source, sample_rate=16_000, max_seconds=None)

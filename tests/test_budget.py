@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from voxbatch import budget, store
-from voxbatch.audio import probe
+from voxbatch.accounting import budget
+from voxbatch.accounting.budget import estimate_chat_usd
+from voxbatch.accounting.prices import stt_charge, tts_charge
 from voxbatch.config import InboxProfile, Settings
-from voxbatch.costs import stt_charge, tts_charge
-from voxbatch.db import Database, open_database
 from voxbatch.emulator import Emulator
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.models import ApiCall, Job, JobState
-from voxbatch.pipeline import Pipeline
-from voxbatch.summarize import estimate_chat_usd
+from voxbatch.media.audio import probe
+from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.stages.pipeline import Pipeline
+from voxbatch.store import jobs as store_jobs
+from voxbatch.store.db import Database, open_database
+from voxbatch.store.models import ApiCall, Job, JobState
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 STT = "voxtral-mini-transcribe-realtime-2602"
@@ -34,7 +35,7 @@ def settings_with(home: Path, **sections: Any) -> Settings:
 
 @pytest.fixture
 def db(isolated_env: Path) -> Iterator[Database]:
-    with open_database(isolated_env / "voxbatch.db") as database:
+    with open_database(isolated_env / "voxbatch.store.db") as database:
         yield database
 
 
@@ -74,8 +75,8 @@ def test_usd_in_sentences() -> None:
     assert budget.usd(Decimal(10)) == "$10.00"
 
 
-def _job(session: store.Session, n: int, inbox: str = "inbox") -> Job:
-    return store.create_job(
+def _job(session: Session, n: int, inbox: str = "inbox") -> Job:
+    return store_jobs.create_job(
         session,
         content_sha256=f"{n:064x}",
         source_path=f"/in/{n}.wav",
@@ -86,7 +87,7 @@ def _job(session: store.Session, n: int, inbox: str = "inbox") -> Job:
     )
 
 
-def _pay(session: store.Session, job_id: int, cost: str, at: datetime) -> None:
+def _pay(session: Session, job_id: int, cost: str, at: datetime) -> None:
     session.add(
         ApiCall(
             job_id=job_id,
@@ -111,7 +112,7 @@ def test_running_jobs_count_so_the_cap_holds_and_nobody_fails(
         for job in jobs:
             held = budget.admit(session, settings, profile, job, audio_seconds=100, now=NOW)
             if held is None:
-                store.set_state(session, job, JobState.streaming)
+                store_jobs.set_state(session, job, JobState.streaming)
             decisions.append(held)
         assert decisions[0] is None
     estimate = Decimal("0.010")  # 100 s at $0.006/min
@@ -129,13 +130,13 @@ def test_running_jobs_count_so_the_cap_holds_and_nobody_fails(
         # Held again on the next pass: the reason is not repeated in the history.
         job1 = session.get_one(Job, jobs[1].id)
         budget.admit(session, settings, profile, job1, audio_seconds=100, now=NOW)
-        waits = [e for e in store.events_for(session, job1.id or 0) if e.kind == "waiting"]
+        waits = [e for e in store_jobs.events_for(session, job1.id or 0) if e.kind == "waiting"]
         assert len(waits) == 1
         assert job1.wait_reason == waits[0].detail
 
         # The first job finishes having spent a little less than estimated: still no room.
         _pay(session, jobs[0].id or 0, "0.0095", NOW)
-        store.set_state(session, session.get_one(Job, jobs[0].id), JobState.done)
+        store_jobs.set_state(session, session.get_one(Job, jobs[0].id), JobState.done)
         assert budget.outstanding(session) == 0
         assert budget.spent(session, budget.day_start(NOW)) == Decimal("0.0095")
         waiting = budget.admit(session, settings, profile, job1, audio_seconds=100, now=NOW)
@@ -151,7 +152,7 @@ def test_running_jobs_count_so_the_cap_holds_and_nobody_fails(
             fresh = session.get_one(Job, job.id)
             assert budget.admit(session, raised, profile, fresh, audio_seconds=100, now=NOW) is None
             assert fresh.stage is None
-            store.set_state(session, fresh, JobState.claimed)
+            store_jobs.set_state(session, fresh, JobState.claimed)
         assert budget.outstanding(session) == Decimal("0.020")
         assert JobState.failed not in {j.state for j in session.exec(select(Job)).all()}
 
@@ -221,14 +222,14 @@ def test_daily_cap_against_the_emulator(
     )
     assert len(emulator.records.sessions) == 1
     with db.read() as session:
-        assert [j.state for j in store.list_jobs(session)] == ["done"]
+        assert [j.state for j in store_jobs.list_jobs(session)] == ["done"]
         assert budget.spent(session, budget.day_start(datetime.now(UTC))) == first
 
     raised = Settings.model_validate({**base, "budget": {"daily_usd": "1"}})
     assert claim_pass(raised, sorted(waiting)) == {}
     assert len(emulator.records.sessions) == 3
     with db.read() as session:
-        assert [j.state for j in store.list_jobs(session)] == ["done"] * 3
+        assert [j.state for j in store_jobs.list_jobs(session)] == ["done"] * 3
     expected = sum(
         (stt_charge(raised.prices, STT, math.ceil(d or 0)).cost_usd for d in durations), Decimal(0)
     )

@@ -14,10 +14,10 @@ import click
 import pytest
 
 from tests.conftest import Cli
-from voxbatch.cli import main
+from voxbatch.cli.main import main
+from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
-from voxbatch.pipeline import FileOutcome
-from voxbatch.progress import StderrReporter
+from voxbatch.stages.pipeline import FileOutcome
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

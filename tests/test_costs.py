@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from voxbatch.accounting.prices import chat_charge, format_usd, stt_charge, tts_charge
 from voxbatch.config import PriceTable, Settings
-from voxbatch.costs import chat_charge, format_usd, stt_charge, tts_charge
 from voxbatch.errors import ConfigError
 
 PRICES = Settings(home="/tmp").prices  # type: ignore[arg-type]

@@ -8,9 +8,9 @@ from pathlib import Path
 from tests.conftest import Cli, cli_for
 from tests.daemon_helpers import originals, rows
 from tests.media import wav_bytes
-from voxbatch.audio import probe
 from voxbatch.emulator import Emulator
-from voxbatch.ffmpeg import find_ffmpeg
+from voxbatch.media.audio import probe
+from voxbatch.media.ffmpeg import find_ffmpeg
 
 
 def summary_cli(emu: Emulator, **env: str) -> Cli:
@@ -115,9 +115,9 @@ def test_a_copy_that_would_buy_a_summary_respects_the_cap(
 
     # A cap with room for the summary, but not for buying the transcript again: it runs,
     # and buys only what it lacks.
-    from voxbatch import budget
+    from voxbatch.accounting import budget
+    from voxbatch.accounting.prices import stt_charge
     from voxbatch.config import Settings
-    from voxbatch.costs import stt_charge
 
     settings = Settings.model_validate(
         {"home": str(isolated_env), "inbox": [{"summary": True, "voice_id": "marie"}]}

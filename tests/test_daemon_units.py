@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voxbatch.breaker import Breaker
 from voxbatch.config import DEFAULT_EXTENSIONS
+from voxbatch.daemon.breaker import Breaker
+from voxbatch.daemon.notify import Notifier
+from voxbatch.ingest.scan import StabilityTracker, Verdict, classify_name
+from voxbatch.ingest.watch import filesystem_type, is_remote, needs_polling
 from voxbatch.logs import RedactingFilter
-from voxbatch.notify import Notifier
-from voxbatch.scan import StabilityTracker, Verdict, classify_name
-from voxbatch.watch import filesystem_type, is_remote, needs_polling
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_filesystem_type_from_mountinfo(tmp_path: Path, monkeypatch: pytest.Monk
     assert filesystem_type(Path("/srv/shared"), info) == "ext4"
     assert needs_polling("poll", [Path("/")]) and not needs_polling("inotify", [Path("/")])
     # auto (the default) polls exactly the network and FUSE mounts
-    import voxbatch.watch as watch
+    import voxbatch.ingest.watch as watch
 
     monkeypatch.setattr(watch, "filesystem_type", lambda p: filesystem_type(p, info))
     assert needs_polling("auto", [Path("/srv/shared"), Path("/srv/share/inbox")])
@@ -150,9 +150,11 @@ def test_reconcile_finishes_half_made_moves_and_removes_nothing_it_does_not_own(
 ) -> None:
     import hashlib
 
-    from voxbatch.db import open_database
-    from voxbatch.models import Job
-    from voxbatch.queue import plan_move, reconcile_moves
+    from voxbatch.daemon.recovery import reconcile_moves
+    from voxbatch.ingest.scan import signature
+    from voxbatch.store.db import open_database
+    from voxbatch.store.models import Job
+    from voxbatch.store.queue import plan_move
 
     audio = b"our audio"
     inbox_file, work_file = tmp_path / "inbox" / "a.wav", tmp_path / "work" / "1.wav"
@@ -165,7 +167,7 @@ def test_reconcile_finishes_half_made_moves_and_removes_nothing_it_does_not_own(
                 content_sha256=hashlib.sha256(audio).hexdigest(),
                 source_path=str(inbox_file), source_name="a.wav", size_bytes=len(audio),
             )  # fmt: skip
-            plan_move(session, job, inbox_file, work_file)
+            plan_move(session, job, inbox_file, work_file, signature(inbox_file))
         # What the crash left behind:
         if dst == "ours":
             work_file.write_bytes(audio)

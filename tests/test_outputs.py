@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pysubs2
 
-from voxbatch.outputs import TimedText, TranscriptDocument, render, write_outputs
+from voxbatch.documents import TimedText, TranscriptDocument
+from voxbatch.stages.publish import render, write_outputs
 
 
 def doc(job_id: int = 1, name: str = "talk.mp3") -> TranscriptDocument:

@@ -19,10 +19,10 @@ import pytest
 
 from tests.conftest import Cli, cli_for
 from tests.media import hostile_set, tone_bursts
-from voxbatch.audio import stream_pcm
 from voxbatch.emulator import Emulator, Segment, recognize
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.pipeline import display_path
+from voxbatch.errors import display_path
+from voxbatch.media.audio import stream_pcm
+from voxbatch.media.ffmpeg import find_ffmpeg
 
 KEY = "test-key-0123456789"
 
@@ -46,13 +46,13 @@ def expected_recognition(path: Path) -> Expected:
 
 
 def db_rows(home: Path, query: str) -> list[tuple]:  # type: ignore[type-arg]
-    with sqlite3.connect(home / "voxbatch.db") as conn:
+    with sqlite3.connect(home / "voxbatch.store.db") as conn:
         return conn.execute(query).fetchall()
 
 
 def poll_rows(home: Path, query: str) -> list[tuple]:  # type: ignore[type-arg]
     """db_rows while another process may still be creating or migrating the database."""
-    if not (home / "voxbatch.db").exists():
+    if not (home / "voxbatch.store.db").exists():
         return []
     try:
         return db_rows(home, query)

@@ -19,17 +19,19 @@ from typing import Any
 import pytest
 
 from tests.media import tone_bursts
-from voxbatch import audio, store, summary_store
 from voxbatch.config import InboxProfile, Settings
-from voxbatch.db import Database, open_database
 from voxbatch.emulator import Emulator
 from voxbatch.emulator.http_api import estimate_tokens, summarize
 from voxbatch.errors import ConfigError, ProviderError
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.models import ApiCall, Job, JobState
-from voxbatch.pipeline import Pipeline
-from voxbatch.summarize import part_chars, split_text
-from voxbatch.summary_stage import SummaryOutcome, run_summary_stages
+from voxbatch.media import audio
+from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.prompts import part_chars, split_text
+from voxbatch.stages.pipeline import Pipeline
+from voxbatch.stages.summary import SummaryOutcome, run_summary_stages
+from voxbatch.store import calls as store_calls
+from voxbatch.store import jobs, summaries, transcripts
+from voxbatch.store.db import Database, open_database
+from voxbatch.store.models import ApiCall, Job, JobState
 
 KEY = "test-key-0123456789"
 PRICE_IN, PRICE_OUT = Decimal("0.15"), Decimal("0.60")
@@ -57,7 +59,7 @@ def summary_profile(**changes: Any) -> InboxProfile:
 
 @pytest.fixture
 def db(isolated_env: Path) -> Iterator[Database]:
-    with open_database(isolated_env / "voxbatch.db") as database:
+    with open_database(isolated_env / "voxbatch.store.db") as database:
         yield database
 
 
@@ -83,7 +85,7 @@ def summarise(
 
 def calls(db: Database, job_id: int | None = None) -> list[ApiCall]:
     with db.read() as session:
-        rows = store.all_calls(session)
+        rows = store_calls.all_calls(session)
         for row in rows:
             session.expunge(row)
     return [r for r in rows if job_id is None or r.job_id == job_id]
@@ -110,9 +112,9 @@ def test_summary_and_playable_speech_with_exact_costs(
     assert outcome.summary_path == outbox / f"{clip.stem}.summary.md"
     assert outcome.speech_path == outbox / f"{clip.stem}.summary.mp3"
     with db.read() as session:
-        transcript = store.transcript_for(session, session.get_one(Job, job_id))
+        transcript = transcripts.transcript_for(session, session.get_one(Job, job_id))
         assert transcript is not None
-        summary = summary_store.summaries_for(session, transcript.content_sha256)[0]
+        summary = summaries.summaries_for(session, transcript.content_sha256)[0]
         job = session.get_one(Job, job_id)
         assert (job.state, job.stage) == (JobState.summarizing, "speech")
     (chat_request,) = emulator.records.chat
@@ -254,7 +256,7 @@ def test_long_transcript_is_summarised_in_parts(
     text = " ".join(sentences)
     assert len(text) > 400_000
     with db.write() as session:
-        job = store.create_job(
+        job = jobs.create_job(
             session,
             content_sha256="ab" * 32,
             source_path="/x/long.wav",
@@ -263,7 +265,7 @@ def test_long_transcript_is_summarised_in_parts(
             output_dir=None,
             primary=None,
         )
-        store.save_transcript(
+        transcripts.save_transcript(
             session, job, model="m", text=text, language="fr", audio_seconds=36_000, segments=()
         )
         job_id = job.id
@@ -286,7 +288,7 @@ def test_long_transcript_is_summarised_in_parts(
     combined = bodies[-1]["messages"][1]["content"]
     assert combined.startswith("Part 1: Summary: word0 word1")
     with db.read() as session:
-        (summary,) = summary_store.summaries_for(session, "ab" * 32)
+        (summary,) = summaries.summaries_for(session, "ab" * 32)
         assert summary.parts == len(parts)
     assert outcome.summary_path.read_text().startswith("# Summary of long.wav")
     chat_rows = [r for r in calls(db, job_id) if r.kind == "chat"]
@@ -347,7 +349,7 @@ def test_unreachable_server_is_retried_then_reported_retryable(
         ("connect_error", Decimal(0), False)
     ] * 3
     with db.read() as session:
-        retries = [e for e in store.events_for(session, job_id) if e.kind == "retry_scheduled"]
+        retries = [e for e in jobs.events_for(session, job_id) if e.kind == "retry_scheduled"]
     assert len(retries) == 2
 
 
@@ -363,7 +365,7 @@ def test_a_copy_waits_for_the_summary_its_primary_is_buying(
     with db.write() as session:  # the primary is still working, under a live lease
         job = session.get_one(Job, first)
         job.lease_expires_at = datetime.now(UTC) + timedelta(minutes=1)
-        store.set_state(session, job, JobState.summarizing, stage="summary")
+        jobs.set_state(session, job, JobState.summarizing, stage="summary")
 
     async def both() -> tuple[SummaryOutcome, SummaryOutcome]:
         def stage(job_id: int) -> Any:

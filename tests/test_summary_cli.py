@@ -13,13 +13,15 @@ import pytest
 
 from tests.conftest import Cli, cli_for
 from tests.test_summary import KEY, make_settings, summarise, summary_profile, transcribe
-from voxbatch import budget, store, summary_store
-from voxbatch.audio import probe
+from voxbatch.accounting import budget
 from voxbatch.config import InboxProfile, Settings
-from voxbatch.db import Database, open_database
 from voxbatch.emulator import Emulator
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.models import Job, JobState
+from voxbatch.media.audio import probe
+from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.store import calls as store_calls
+from voxbatch.store import jobs, search
+from voxbatch.store.db import Database, open_database
+from voxbatch.store.models import Job, JobState
 
 
 @pytest.fixture
@@ -28,14 +30,14 @@ def summarised(
 ) -> Iterator[tuple[Cli, int]]:
     """One job transcribed and summarised (written and spoken) against the emulator."""
     monkeypatch.setenv("MISTRAL_API_KEY", KEY)
-    with open_database(isolated_env / "voxbatch.db") as db:
+    with open_database(isolated_env / "voxbatch.store.db") as db:
         settings = make_settings(isolated_env, emulator)
         job_id = transcribe(settings, db, samples[0], isolated_env / "outbox")
         summarise(settings, db, job_id, summary_profile(), isolated_env / "outbox")
         with db.write() as session:
-            summary_store.record_estimate(session, job_id, Decimal("0.5"), audio_seconds=6.0)
+            store_calls.record_estimate(session, job_id, Decimal("0.5"), audio_seconds=6.0)
             # What the pipeline does after the summary stages: publish.
-            store.set_state(session, session.get_one(Job, job_id), JobState.done, stage="done")
+            jobs.set_state(session, session.get_one(Job, job_id), JobState.done, stage="done")
     yield cli_for(emulator), job_id
 
 
@@ -134,7 +136,7 @@ def test_process_dry_run_estimates_and_calls_nothing(
         expected.append(estimate)
     assert report["files"][3]["error"] and report["files"][3]["estimated_usd"] is None
     assert Decimal(report["total_usd"]) == sum(expected, Decimal(0))
-    assert not isolated_env.exists() or not (isolated_env / "voxbatch.db").exists()
+    assert not isolated_env.exists() or not (isolated_env / "voxbatch.store.db").exists()
     assert emulator.records.sessions == [] and emulator.records.chat == []
 
     with_summary = Cli({"VOXBATCH_INBOX__SUMMARY": "true"})
@@ -146,11 +148,11 @@ def test_process_dry_run_estimates_and_calls_nothing(
 
 def test_database_rows_hold_the_summary(summarised: tuple[Cli, int], isolated_env: Path) -> None:
     cli, job_id = summarised
-    with open_database(isolated_env / "voxbatch.db") as db:
+    with open_database(isolated_env / "voxbatch.store.db") as db:
         assert _fts_count(db, "summary") == 1
     assert json.loads(cli("show", str(job_id), "--json").stdout)["summaries"][0]["parts"] == 1
 
 
 def _fts_count(db: Database, word: str) -> int:
     with db.read() as session:
-        return len(summary_store.search_summaries(session, word))
+        return len(search.search_summaries(session, word))

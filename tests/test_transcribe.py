@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.media import tone_bursts
-from voxbatch.audio import stream_pcm
 from voxbatch.emulator import EmulatorConfig, running_emulator
 from voxbatch.errors import AuthError, ConversionError, ProviderError, StreamIncompleteError
-from voxbatch.ffmpeg import find_ffmpeg
-from voxbatch.transcribe import (
+from voxbatch.media.audio import stream_pcm
+from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.providers.realtime import (
     ClientSettings,
     RealtimeTranscriber,
     StreamOptions,

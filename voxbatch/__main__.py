@@ -1,3 +1,3 @@
-from voxbatch.cli import main
+from voxbatch.cli.main import main
 
 main()

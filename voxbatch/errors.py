@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class VoxbatchError(Exception):
     """Root of every error voxbatch raises on purpose.
@@ -111,3 +114,15 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, VoxbatchError):
         return exc.retryable
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def display_path(path: Path) -> str:
+    """The path as text for the database and messages; undecodable bytes shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def internal_error(exc: BaseException) -> VoxbatchError:
+    """A bug's one-line face for users; the traceback goes to the log."""
+    return VoxbatchError(
+        f"internal error ({type(exc).__name__}: {one_line(exc, 160)}); the log has the details"
+    )

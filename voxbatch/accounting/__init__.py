@@ -1,0 +1,1 @@
+"""What calls cost: prices, estimates, spend caps and the paid-call ledger."""

@@ -1,0 +1,1 @@
+"""The command line: commands registered explicitly, imported lazily."""

@@ -1,0 +1,1 @@
+"""`voxbatch run`: the long-running watch-folder daemon."""

@@ -1,0 +1,1 @@
+"""Inbox to work/: scanning, watching, folders and moves."""

@@ -1,0 +1,1 @@
+"""ffmpeg: probing, decoding to 16 kHz mono PCM, hashing."""

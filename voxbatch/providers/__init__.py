@@ -1,0 +1,1 @@
+"""Mistral through the SDK: no database, no prices."""

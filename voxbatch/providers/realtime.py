@@ -1,0 +1,433 @@
+"""Realtime transcription of one PCM stream through the SDK's `connect()`.
+
+The SDK's `transcribe_stream()` cannot be used: it sends `end` even when the audio source
+failed (the server would then answer `done` for partial audio), has no timeout on silence,
+and ends quietly on a clean close. Here a stream that ends without `transcription.done`
+is always an error, and the audio source's errors win over anything the server says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+from mistralai.client import Mistral
+from mistralai.client.models import (
+    AudioFormat,
+    RealtimeTranscriptionError,
+    TranscriptionStreamDone,
+    TranscriptionStreamLanguage,
+    TranscriptionStreamSegmentDelta,
+    TranscriptionStreamTextDelta,
+)
+from mistralai.extra.exceptions import RealtimeTranscriptionException
+from mistralai.extra.realtime import RealtimeConnection, UnknownRealtimeEvent
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from voxbatch.config import Settings
+from voxbatch.documents import TimedText
+from voxbatch.errors import (
+    RETRYABLE_STATUS,
+    AuthError,
+    ProviderError,
+    StreamIncompleteError,
+    VoxbatchError,
+    one_line,
+    parse_retry_after,
+)
+from voxbatch.media.audio import pcm_seconds
+
+_END = object()
+CLOSE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    model: str
+    language: str | None = None
+    context_bias: tuple[str, ...] = ()
+    diarize: bool = False
+    target_streaming_delay_ms: int | None = 480
+    pace: float = 0.0  # 0 = as fast as the server reads; N = N x real time
+
+
+@dataclass
+class StreamProgress:
+    """Shared with the caller so a failed attempt can still be charged for what was sent."""
+
+    bytes_sent: int = 0
+    request_id: str | None = None
+    # Told once the server accepted the session (so the key and model are good).
+    on_connected: Callable[[], None] | None = None
+
+    @property
+    def seconds_sent(self) -> float:
+        return pcm_seconds(self.bytes_sent)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    text: str
+    language: str | None
+    model: str
+    segments: list[TimedText]
+    billed_audio_seconds: int
+    usage_reported: bool
+    request_id: str | None
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    api_key: str = field(repr=False)
+    base_url: str
+    connect_timeout_s: float = 20.0
+    idle_timeout_s: float = 60.0
+
+
+def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
+    """HTTP status and Retry-After of a refused websocket upgrade, found on the cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, InvalidStatus):
+            response = seen.response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return response.status_code, retry_after
+        seen = seen.__cause__ or seen.__context__
+    return None, None
+
+
+def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
+    status, retry_after = _status_of(exc)
+    if status in (401, 403):
+        return AuthError(
+            f"Mistral refused the API key (HTTP {status})",
+            status=status,
+            hint="check MISTRAL_API_KEY (or the key file / systemd credential) and try again",
+        )
+    if status is not None:
+        return ProviderError(
+            f"Mistral refused the connection (HTTP {status})",
+            status=status,
+            retry_after=retry_after,
+            retryable=status in RETRYABLE_STATUS,
+        )
+    code = getattr(exc, "code", None)
+    if code is not None:
+        return server_error(code, str(exc))
+    # Timeouts, resets, refused TCP connections: worth another attempt.
+    return ProviderError(f"cannot open a transcription session: {exc}", retryable=True)
+
+
+def server_error(code: int | None, message: str) -> ProviderError:
+    # Realtime error codes are undocumented: 4xx-like ones blame our request, others the server.
+    retryable = code is None or code in RETRYABLE_STATUS or not (400 <= code < 500)
+    return ProviderError(
+        f"transcription error from server (code {code}): {message}",
+        status=code,
+        retryable=retryable,
+    )
+
+
+class RealtimeTranscriber:
+    """Streams PCM through one realtime session per call."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._client = Mistral(api_key=settings.api_key, server_url=settings.base_url)
+
+    async def _connect(self, options: StreamOptions) -> RealtimeConnection:
+        try:
+            return await self._client.audio.realtime.connect(
+                model=options.model,
+                audio_format=AudioFormat(encoding="pcm_s16le", sample_rate=16_000),
+                target_streaming_delay_ms=options.target_streaming_delay_ms,
+                timeout_ms=int(self._settings.connect_timeout_s * 1000),
+                diarize=options.diarize or None,
+                context_bias=list(options.context_bias) or None,
+                language=options.language,
+            )
+        except RealtimeTranscriptionException as exc:
+            raise connect_error(exc) from exc
+
+    async def handshake(self, model: str) -> str | None:
+        """Open a session and close it without sending audio: proves URL, key and model work.
+
+        Nothing is transcribed, so nothing is billed. Returns the server's request id.
+        """
+        try:
+            connection = await self._connect(StreamOptions(model=model))
+        except VoxbatchError as exc:
+            raise self.redact(exc) from None
+        try:
+            return connection.request_id
+        finally:
+            await _close(connection, polite=True)
+
+    def redact(self, exc: BaseException) -> BaseException:
+        """Errors can quote request headers (a malformed key, say): never let the key through."""
+        key = self._settings.api_key
+        # Keys shorter than this are test stand-ins; replacing them would garble words.
+        if isinstance(exc, VoxbatchError) and len(key) >= 8 and key in exc.message:
+            exc.message = exc.message.replace(key, "***")
+            exc.args = (exc.message,)
+        return exc
+
+    async def transcribe(
+        self,
+        audio: AsyncGenerator[bytes, None],
+        options: StreamOptions,
+        *,
+        progress: StreamProgress | None = None,
+        on_delta: Callable[[str], None] | None = None,
+        deadline_s: float | None = None,
+    ) -> StreamResult:
+        try:
+            return await self._transcribe(audio, options, progress, on_delta, deadline_s)
+        except VoxbatchError as exc:
+            raise self.redact(exc) from None
+
+    async def _transcribe(
+        self,
+        audio: AsyncGenerator[bytes, None],
+        options: StreamOptions,
+        progress: StreamProgress | None,
+        on_delta: Callable[[str], None] | None,
+        deadline_s: float | None,
+    ) -> StreamResult:
+        progress = progress if progress is not None else StreamProgress()
+        connection = await self._connect(options)
+        progress.request_id = connection.request_id
+        if progress.on_connected is not None:
+            progress.on_connected()
+        events: asyncio.Queue[object] = asyncio.Queue()
+        state = _Liveness()
+
+        async def receive() -> None:
+            try:
+                async for event in connection:
+                    state.touch()
+                    await events.put(event)
+            except ConnectionClosed as exc:
+                await events.put(exc)
+            await events.put(_END)
+
+        sender = asyncio.create_task(self._send(connection, audio, options, progress, state))
+        receiver = asyncio.create_task(receive())
+        finished = False
+        try:
+            result = await self._collect(
+                events, sender, options, progress, state, on_delta, deadline_s
+            )
+            finished = True
+            return result
+        finally:
+            # After a failure the server may be stalled: drop the connection rather than wait
+            # for a closing handshake that may never come.
+            await _close(connection, polite=finished)
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send(
+        self,
+        connection: RealtimeConnection,
+        audio: AsyncGenerator[bytes, None],
+        options: StreamOptions,
+        progress: StreamProgress,
+        state: _Liveness,
+    ) -> None:
+        started = time.monotonic()
+        # aclosing: a failed or cancelled stream must stop ffmpeg now, not at garbage collection.
+        async with contextlib.aclosing(audio) as chunks:
+            async for chunk in chunks:
+                if options.pace > 0:
+                    due = started + progress.seconds_sent / options.pace
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await connection.send_audio(chunk)
+                progress.bytes_sent += len(chunk)
+                state.touch()
+        # Only a source that finished cleanly may end the stream: the server bills and
+        # answers `done` for whatever it got.
+        await connection.end_audio()
+        state.touch()
+
+    async def _collect(
+        self,
+        events: asyncio.Queue[object],
+        sender: asyncio.Task[None],
+        options: StreamOptions,
+        progress: StreamProgress,
+        state: _Liveness,
+        on_delta: Callable[[str], None] | None,
+        deadline_s: float | None,
+    ) -> StreamResult:
+        idle = self._settings.idle_timeout_s
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        language: str | None = options.language
+        segments: list[TimedText] = []
+        getter: asyncio.Task[object] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(events.get())
+                waiting = {getter} if sender.done() else {getter, sender}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                )
+                if sender in done and sender.exception() is not None:
+                    raise _sender_error(sender.exception())
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StreamIncompleteError(
+                        f"transcription took longer than {deadline_s:g} s, the limit for this file",
+                        retryable=True,
+                    )
+                if getter not in done:
+                    if state.silent_for() > idle:
+                        raise StreamIncompleteError(
+                            f"no answer from the transcription server for {idle:g} s",
+                            retryable=True,
+                        )
+                    continue
+                event = getter.result()
+                getter = None
+                if event is _END:
+                    if sender.done() and sender.exception() is not None:
+                        raise _sender_error(sender.exception())
+                    raise StreamIncompleteError(
+                        "the transcription stream ended without transcription.done",
+                        retryable=True,
+                    )
+                if isinstance(event, ConnectionClosed):
+                    raise StreamIncompleteError(
+                        f"the transcription connection dropped (close code {_close_code(event)})",
+                        retryable=True,
+                    )
+                if isinstance(event, RealtimeTranscriptionError):
+                    detail = event.error.message
+                    message = detail if isinstance(detail, str) else getattr(detail, "detail", "")
+                    raise server_error(event.error.code, str(message))
+                if isinstance(event, TranscriptionStreamTextDelta):
+                    if on_delta is not None:
+                        on_delta(event.text)
+                elif isinstance(event, TranscriptionStreamLanguage):
+                    language = event.audio_language or language
+                elif isinstance(event, TranscriptionStreamSegmentDelta):
+                    segments.append(TimedText(event.start, event.end, event.text, _speaker(event)))
+                elif isinstance(event, UnknownRealtimeEvent) and event.type in (
+                    "transcription.done",
+                    "error",
+                ):
+                    # The server answered, but not in a form the SDK accepts: retrying would
+                    # pay again for the same surprise.
+                    raise ProviderError(
+                        f"the server's {event.type} message did not validate "
+                        f"({one_line(event.error, 200)}); is the SDK out of date?",
+                        retryable=False,
+                        hint="upgrade mistralai, or report the message to Mistral",
+                    )
+                elif isinstance(event, TranscriptionStreamDone):
+                    if not sender.done():
+                        # `done` before we ended the audio would be a transcript of part of it.
+                        raise StreamIncompleteError(
+                            "the server finished before all audio was sent", retryable=True
+                        )
+                    return _result(event, segments, language, progress)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+
+async def _close(connection: RealtimeConnection, *, polite: bool) -> None:
+    """Close politely after success; otherwise (or if the server does not answer) abort."""
+    if polite:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+            return
+    # The SDK exposes no abort; dropping the TCP connection is the only way out.
+    websocket = getattr(connection, "_websocket", None)
+    transport = getattr(websocket, "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+class _Liveness:
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last
+
+
+def _sender_error(exc: BaseException | None) -> BaseException:
+    if isinstance(exc, VoxbatchError):
+        return exc  # the audio source failed: that is the real story
+    if isinstance(exc, ConnectionClosed):
+        return StreamIncompleteError(
+            f"the transcription connection dropped while sending (close code {_close_code(exc)})",
+            retryable=True,
+        )
+    return ProviderError(f"sending audio failed: {exc!r}", retryable=True)
+
+
+def _close_code(exc: ConnectionClosed) -> int | None:
+    frame = exc.rcvd or exc.sent
+    return frame.code if frame is not None else 1006
+
+
+def _speaker(event: object) -> str | None:
+    speaker = getattr(event, "speaker_id", None)
+    return None if speaker in (None, "") else str(speaker)
+
+
+def _result(
+    done: TranscriptionStreamDone,
+    streamed_segments: list[TimedText],
+    language: str | None,
+    progress: StreamProgress,
+) -> StreamResult:
+    if done.segments:
+        segments = [TimedText(seg.start, seg.end, seg.text, _speaker(seg)) for seg in done.segments]
+    else:
+        segments = streamed_segments
+    reported = done.usage.prompt_audio_seconds
+    usage_reported = isinstance(reported, int) and reported > 0
+    billed = reported if usage_reported else math.ceil(progress.seconds_sent)
+    return StreamResult(
+        text=done.text,
+        language=done.language or language,
+        model=done.model,
+        segments=segments,
+        billed_audio_seconds=int(billed or 0),
+        usage_reported=usage_reported,
+        request_id=progress.request_id,
+        bytes_sent=progress.bytes_sent,
+    )
+
+
+TranscriberFactory = Callable[[], RealtimeTranscriber]
+
+
+def default_transcriber(settings: Settings) -> TranscriberFactory:
+    def make() -> RealtimeTranscriber:
+        return RealtimeTranscriber(
+            ClientSettings(
+                api_key=settings.api_key(),
+                base_url=settings.mistral.base_url,
+                connect_timeout_s=settings.mistral.connect_timeout_s,
+                idle_timeout_s=settings.mistral.idle_timeout_s,
+            )
+        )
+
+    return make

@@ -1,0 +1,1 @@
+"""One job's story: transcribe, publish, summarize, retry."""
