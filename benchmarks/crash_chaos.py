@@ -32,7 +32,7 @@ from voxbatch.emulator import EmulatorConfig, running_emulator
 def is_working(home: Path, pid: int) -> bool:
     """Has this daemon finished its recovery and started work (it beats as `running`)?"""
     try:
-        with sqlite3.connect(home / "voxbatch.store.db", timeout=10) as conn:
+        with sqlite3.connect(home / "voxbatch.db", timeout=10) as conn:
             row = conn.execute(
                 "SELECT COUNT(*) FROM worker WHERE state = 'running' AND owner LIKE ?",
                 (f"%:{pid}:%",),

@@ -77,7 +77,7 @@ def voxbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 def rows(home: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
     """Query the database, tolerating one that another process is still creating (for polls:
     an unreadable database reads as "not yet")."""
-    path = home / "voxbatch.store.db"
+    path = home / "voxbatch.db"
     if not path.exists():
         return []
     try:

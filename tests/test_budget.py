@@ -22,7 +22,7 @@ from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs as store_jobs
-from voxbatch.store.db import Database, open_database
+from voxbatch.db import Database, open_database
 from voxbatch.store.models import ApiCall, Job, JobState
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
@@ -35,7 +35,7 @@ def settings_with(home: Path, **sections: Any) -> Settings:
 
 @pytest.fixture
 def db(isolated_env: Path) -> Iterator[Database]:
-    with open_database(isolated_env / "voxbatch.store.db") as database:
+    with open_database(isolated_env / "voxbatch.db") as database:
         yield database
 
 

@@ -19,7 +19,7 @@ def write(path: Path, text: str) -> Path:
 def test_defaults_follow_the_spec(tmp_path: Path) -> None:
     s = load_settings(environ={"VOXBATCH_HOME": str(tmp_path)})
     assert s.home == tmp_path
-    assert s.db_path == tmp_path / "voxbatch.store.db"
+    assert s.db_path == tmp_path / "voxbatch.db"
     assert s.mistral.base_url == "https://api.mistral.ai"
     assert s.mistral.transcription_model == "voxtral-mini-transcribe-realtime-2602"
     assert s.daemon.concurrency == 4 and s.daemon.pace == 0

@@ -328,7 +328,7 @@ def test_process_does_not_steal_a_job_queued_in_the_daemon(
     assert "queued in the daemon" in result.stdout + result.stderr
     assert rows(isolated_env, "SELECT state FROM job WHERE id = 1") == [("queued",)]
     assert originals(isolated_env / "work") == {"1.wav"}
-    with sqlite3.connect(isolated_env / "voxbatch.store.db") as conn:  # five minutes later
+    with sqlite3.connect(isolated_env / "voxbatch.db") as conn:  # five minutes later
         conn.execute("UPDATE job SET not_before = NULL WHERE id = 1")
     assert once(cli) == 0  # the daemon still owns it and finishes it
     assert originals(isolated_env / "done") == {"queued.wav"}

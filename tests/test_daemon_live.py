@@ -308,7 +308,7 @@ def test_refused_key_pauses_until_the_key_file_changes(
     log = daemon.text()
     assert log.count("the queue is paused") == 1
     assert "accepted again" in log
-    stored = (home / "voxbatch.store.db").read_bytes()
+    stored = (home / "voxbatch.db").read_bytes()
     outputs = b"".join(p.read_bytes() for p in (home / "outbox").iterdir())
     for key in (right, wrong):
         assert key not in log and key.encode() not in stored and key.encode() not in outputs
@@ -400,7 +400,7 @@ def test_a_worker_that_lost_its_lease_does_not_file_the_original(
         lambda: any(s.total_bytes > 0 for s in emu.records.sessions), 60, "streaming", daemon
     )
     with sqlite3.connect(
-        home / "voxbatch.store.db", timeout=10
+        home / "voxbatch.db", timeout=10
     ) as conn:  # another worker took over
         conn.execute(
             "UPDATE job SET lease_owner = 'elsewhere:1:x', "

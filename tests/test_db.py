@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
 from voxbatch.errors import DatabaseError
-from voxbatch.store.db import Database, open_database
+from voxbatch.db import Database, open_database
 from voxbatch.store.migrations import MIGRATIONS, Migration, applied_migrations, run_migrations
 from voxbatch.store.models import ApiCall, Job, JobState, Transcript
 from voxbatch.store.search import fts_query
@@ -32,7 +32,7 @@ INSERT_EVENT = "INSERT INTO event (at, kind, detail) VALUES ('2026-01-01 00:00:0
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "voxbatch.store.db"
+    return tmp_path / "state" / "voxbatch.db"
 
 
 @pytest.fixture
@@ -248,7 +248,7 @@ def test_foreign_keys_are_enforced(db: Database) -> None:
 
 
 def test_file_modes(tmp_path: Path) -> None:
-    path = tmp_path / "home" / "state" / "voxbatch.store.db"
+    path = tmp_path / "home" / "state" / "voxbatch.db"
     old_umask = os.umask(0o002)  # permissive: SQLite alone would create 0664 files
     try:
         with open_database(path) as db, db.write() as session:
@@ -256,18 +256,18 @@ def test_file_modes(tmp_path: Path) -> None:
             modes = {
                 p.name: stat.S_IMODE(p.stat().st_mode)
                 for p in path.parent.iterdir()
-                if p.name.startswith("voxbatch.store.db")
+                if p.name.startswith("voxbatch.db")
             }
     finally:
         os.umask(old_umask)
-    assert modes == {"voxbatch.store.db": 0o600, "voxbatch.db-wal": 0o600, "voxbatch.db-shm": 0o600}
+    assert modes == {"voxbatch.db": 0o600, "voxbatch.db-wal": 0o600, "voxbatch.db-shm": 0o600}
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
 
 
 def test_existing_directory_kept_and_loose_file_tightened(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
-    path = tmp_path / "voxbatch.store.db"
+    path = tmp_path / "voxbatch.db"
     path.touch(mode=0o644)
     path.chmod(0o644)
     with open_database(path):
@@ -277,7 +277,7 @@ def test_existing_directory_kept_and_loose_file_tightened(tmp_path: Path) -> Non
 
 
 def test_not_a_database_file(tmp_path: Path) -> None:
-    path = tmp_path / "voxbatch.store.db"
+    path = tmp_path / "voxbatch.db"
     path.write_bytes(b"this is a text file, not SQLite\n" * 200)
     with pytest.raises(DatabaseError, match="not a database") as info:
         open_database(path)
@@ -287,7 +287,7 @@ def test_not_a_database_file(tmp_path: Path) -> None:
 def test_parent_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("x")
     with pytest.raises(DatabaseError, match="cannot create database"):
-        open_database(tmp_path / "blocker" / "voxbatch.store.db")
+        open_database(tmp_path / "blocker" / "voxbatch.db")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
@@ -295,7 +295,7 @@ def test_read_only_directory(tmp_path: Path) -> None:
     tmp_path.chmod(0o500)
     try:
         with pytest.raises(DatabaseError, match="cannot create database"):
-            open_database(tmp_path / "voxbatch.store.db")
+            open_database(tmp_path / "voxbatch.db")
     finally:
         tmp_path.chmod(0o700)
 

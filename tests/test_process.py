@@ -46,13 +46,13 @@ def expected_recognition(path: Path) -> Expected:
 
 
 def db_rows(home: Path, query: str) -> list[tuple]:  # type: ignore[type-arg]
-    with sqlite3.connect(home / "voxbatch.store.db") as conn:
+    with sqlite3.connect(home / "voxbatch.db") as conn:
         return conn.execute(query).fetchall()
 
 
 def poll_rows(home: Path, query: str) -> list[tuple]:  # type: ignore[type-arg]
     """db_rows while another process may still be creating or migrating the database."""
-    if not (home / "voxbatch.store.db").exists():
+    if not (home / "voxbatch.db").exists():
         return []
     try:
         return db_rows(home, query)

@@ -30,7 +30,7 @@ from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.summary import SummaryOutcome, run_summary_stages
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, summaries, transcripts
-from voxbatch.store.db import Database, open_database
+from voxbatch.db import Database, open_database
 from voxbatch.store.models import ApiCall, Job, JobState
 
 KEY = "test-key-0123456789"
@@ -59,7 +59,7 @@ def summary_profile(**changes: Any) -> InboxProfile:
 
 @pytest.fixture
 def db(isolated_env: Path) -> Iterator[Database]:
-    with open_database(isolated_env / "voxbatch.store.db") as database:
+    with open_database(isolated_env / "voxbatch.db") as database:
         yield database
 
 

@@ -20,7 +20,7 @@ from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, search
-from voxbatch.store.db import Database, open_database
+from voxbatch.db import Database, open_database
 from voxbatch.store.models import Job, JobState
 
 
@@ -30,7 +30,7 @@ def summarised(
 ) -> Iterator[tuple[Cli, int]]:
     """One job transcribed and summarised (written and spoken) against the emulator."""
     monkeypatch.setenv("MISTRAL_API_KEY", KEY)
-    with open_database(isolated_env / "voxbatch.store.db") as db:
+    with open_database(isolated_env / "voxbatch.db") as db:
         settings = make_settings(isolated_env, emulator)
         job_id = transcribe(settings, db, samples[0], isolated_env / "outbox")
         summarise(settings, db, job_id, summary_profile(), isolated_env / "outbox")
@@ -136,7 +136,7 @@ def test_process_dry_run_estimates_and_calls_nothing(
         expected.append(estimate)
     assert report["files"][3]["error"] and report["files"][3]["estimated_usd"] is None
     assert Decimal(report["total_usd"]) == sum(expected, Decimal(0))
-    assert not isolated_env.exists() or not (isolated_env / "voxbatch.store.db").exists()
+    assert not isolated_env.exists() or not (isolated_env / "voxbatch.db").exists()
     assert emulator.records.sessions == [] and emulator.records.chat == []
 
     with_summary = Cli({"VOXBATCH_INBOX__SUMMARY": "true"})
@@ -148,7 +148,7 @@ def test_process_dry_run_estimates_and_calls_nothing(
 
 def test_database_rows_hold_the_summary(summarised: tuple[Cli, int], isolated_env: Path) -> None:
     cli, job_id = summarised
-    with open_database(isolated_env / "voxbatch.store.db") as db:
+    with open_database(isolated_env / "voxbatch.db") as db:
         assert _fts_count(db, "summary") == 1
     assert json.loads(cli("show", str(job_id), "--json").stdout)["summaries"][0]["parts"] == 1
 

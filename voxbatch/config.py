@@ -198,7 +198,7 @@ class Settings(_Strict):
 
     @property
     def db_path(self) -> Path:
-        return self.database if self.database is not None else self.home / "voxbatch.store.db"
+        return self.database if self.database is not None else self.home / "voxbatch.db"
 
     def folder(self, name: str) -> Path:
         """outbox, done, failed, quarantine, work: fixed names under home."""
