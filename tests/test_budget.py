@@ -22,7 +22,7 @@ from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs as store_jobs
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 from voxbatch.store.models import ApiCall, Job, JobState
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)

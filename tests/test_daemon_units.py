@@ -152,7 +152,7 @@ def test_reconcile_finishes_half_made_moves_and_removes_nothing_it_does_not_own(
 
     from voxbatch.daemon.recovery import reconcile_moves
     from voxbatch.ingest.scan import signature
-    from voxbatch.db import open_database
+    from voxbatch.store.db import open_database
     from voxbatch.store.models import Job
     from voxbatch.store.queue import plan_move
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlmodel import SQLModel, select
 
 from voxbatch.errors import DatabaseError
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 from voxbatch.store.migrations import MIGRATIONS, Migration, applied_migrations, run_migrations
 from voxbatch.store.models import ApiCall, Job, JobState, Transcript
 from voxbatch.store.search import fts_query

@@ -8,7 +8,7 @@ import pytest
 
 from voxbatch.errors import JobNotFoundError, one_line
 from voxbatch.store import jobs, transcripts
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 from voxbatch.store.models import JobState
 
 

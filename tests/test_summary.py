@@ -30,7 +30,7 @@ from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.summary import SummaryOutcome, run_summary_stages
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, summaries, transcripts
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 from voxbatch.store.models import ApiCall, Job, JobState
 
 KEY = "test-key-0123456789"

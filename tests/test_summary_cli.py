@@ -20,7 +20,7 @@ from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, search
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 from voxbatch.store.models import Job, JobState
 
 

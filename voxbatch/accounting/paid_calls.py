@@ -37,7 +37,7 @@ from voxbatch.errors import (
 from voxbatch.prompts import tokens_for
 from voxbatch.retries import provider_retrying
 from voxbatch.store import calls, jobs, transcripts
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import (
     CallKind,
     Job,

@@ -15,7 +15,7 @@ import click
 from voxbatch.config import Settings, load_settings
 from voxbatch.errors import ConfigError, VoxbatchError
 from voxbatch.logs import configure_logging
-from voxbatch.db import Database, open_database
+from voxbatch.store.db import Database, open_database
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
 

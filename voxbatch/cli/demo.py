@@ -18,7 +18,7 @@ from voxbatch.ops import reports
 from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, transcripts
-from voxbatch.db import open_database
+from voxbatch.store.db import open_database
 from voxbatch.store.models import Job
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".m4a", ".flac", ".mp4", ".webm", ".aac"}

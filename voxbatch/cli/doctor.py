@@ -18,7 +18,7 @@ from voxbatch.ingest.folders import FOLDERS, check_layout, inboxes
 from voxbatch.ingest.watch import filesystem_type, is_remote, needs_polling
 from voxbatch.media.ffmpeg import child_environment, find_ffmpeg
 from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
-from voxbatch.db import open_database
+from voxbatch.store.db import open_database
 
 
 @dataclass(frozen=True)

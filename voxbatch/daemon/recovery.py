@@ -19,7 +19,7 @@ from voxbatch.config import Settings
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
 from voxbatch.store import jobs, transcripts
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import (
     ACTIVE_STATES,
     Job,

@@ -65,7 +65,7 @@ from voxbatch.media import audio
 from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts, workers
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.jobs import link_to_primary, mark_done
 from voxbatch.store.models import Job, JobState, utcnow
 

@@ -27,7 +27,7 @@ from voxbatch.prompts import (
     split_text,
     tokens_for,
 )
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind
 
 # Reduce rounds beyond this mean the part summaries do not get shorter: stop paying.

@@ -50,7 +50,7 @@ from voxbatch.retries import provider_retrying
 from voxbatch.stages.publish import document_for, write_outputs
 from voxbatch.stages.summary import run_summary_stages
 from voxbatch.store import calls, jobs, transcripts
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.jobs import link_to_primary, mark_done
 from voxbatch.store.models import TERMINAL_STATES, CallKind, Job, JobState, utcnow
 from voxbatch.store.queue import renew_leases

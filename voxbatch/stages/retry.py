@@ -13,7 +13,7 @@ from voxbatch.errors import VoxbatchError
 from voxbatch.ingest.folders import move, work_name
 from voxbatch.ingest.scan import signature
 from voxbatch.store import jobs, queue
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState
 
 

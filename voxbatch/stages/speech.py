@@ -22,7 +22,7 @@ from voxbatch.accounting.paid_calls import PaidCall, Settlement, call_with_retri
 from voxbatch.accounting.prices import tts_charge
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import ConfigError, ProviderError
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind
 
 # A reference clip is a few seconds of speech; anything this large is a mistake.

@@ -22,7 +22,7 @@ from voxbatch.stages.chat import ChatSummarizer
 from voxbatch.stages.publish import atomic_write, atomic_write_bytes, output_stem
 from voxbatch.stages.speech import Voice, synthesize, voice_for
 from voxbatch.store import jobs, summaries, transcripts
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import TERMINAL_STATES, Job, JobState, Summary, utcnow
 
 EMPTY_TRANSCRIPT = "The transcript is empty: nothing was said to summarise."

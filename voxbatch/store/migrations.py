@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from voxbatch.errors import DatabaseError
 
 if TYPE_CHECKING:
-    from voxbatch.db import Database
+    from voxbatch.store.db import Database
 
 MIGRATIONS_TABLE = "migrations"
 

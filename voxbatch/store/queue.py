@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from voxbatch.store import jobs
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import (
     TERMINAL_STATES,
     Job,

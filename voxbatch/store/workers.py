@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
-from voxbatch.db import Database
+from voxbatch.store.db import Database
 from voxbatch.store.models import (
     Worker,
     utcnow,
