@@ -399,9 +399,7 @@ def test_a_worker_that_lost_its_lease_does_not_file_the_original(
     wait_until(
         lambda: any(s.total_bytes > 0 for s in emu.records.sessions), 60, "streaming", daemon
     )
-    with sqlite3.connect(
-        home / "voxbatch.db", timeout=10
-    ) as conn:  # another worker took over
+    with sqlite3.connect(home / "voxbatch.db", timeout=10) as conn:  # another worker took over
         conn.execute(
             "UPDATE job SET lease_owner = 'elsewhere:1:x', "
             "lease_expires_at = '2999-01-01 00:00:00' WHERE id = 1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 
 
@@ -33,6 +34,27 @@ class MissingKeyError(ConfigError):
 
 class DatabaseError(VoxbatchError):
     """The database cannot be opened, migrated or written."""
+
+
+class StoreFault(StrEnum):
+    """Why the database refused a transaction that may work later (stored as this text)."""
+
+    locked = "database locked"
+    disk_full = "disk full"
+    io_error = "I/O error"
+    read_only = "read-only"
+
+
+class StoreError(DatabaseError):
+    """A transaction failed for a reason outside voxbatch that may clear by itself: another
+    process holds the lock past the busy timeout, the disk is full, an I/O error, a
+    read-only mount. Nothing of the transaction was kept; the daemon waits and retries."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, fault: StoreFault, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.fault = fault
 
 
 class InputError(VoxbatchError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tenacity import (
     AsyncRetrying,
@@ -17,7 +17,7 @@ from voxbatch.errors import is_retryable
 
 
 def provider_retrying(
-    daemon: DaemonSettings, before_sleep: Callable[[RetryCallState], None]
+    daemon: DaemonSettings, before_sleep: Callable[[RetryCallState], Awaitable[None] | None]
 ) -> AsyncRetrying:
     """`uniform(0, min(max, initial·2ⁿ))` between attempts, at least the server's Retry-After;
     only errors marked retryable are retried, and the last one is re-raised."""

@@ -42,6 +42,7 @@ def status(app: App, as_json: bool) -> None:
     if caps["waiting_for_budget"]:
         click.echo(f"over budget:   {caps['waiting_for_budget']} job(s) wait for the spend cap")
     click.echo(f"provider:      {data['provider']}")
+    click.echo(f"store:         {data['store']}")
     if data["in_progress"]:
         click.echo("\nIn progress:")
         click.echo(table(data["in_progress"], ["id", "state", "stage", "file"]))

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ from voxbatch.daemon.notify import Notifier
 from voxbatch.errors import (
     AnswerTimeoutError,
     AuthError,
+    StoreError,
     VoxbatchError,
     display_path,
     internal_error,
@@ -167,12 +169,14 @@ class Daemon:
         return self.settings.daemon.drain_seconds
 
     async def _run(self) -> int:
-        workers.forget_dead_workers(self.db, self.owner)
-        workers.beat(self.db, self.owner, state="starting", provider="ok", detail="")
-        for item in await self._notifying(asyncio.to_thread(recovery.reconcile_moves, self.db)):
+        db = self.db
+        await db.run(workers.forget_dead_workers, db, self.owner, writes=True)
+        await db.run(workers.beat, db, self.owner, state="starting", provider="ok", detail="",
+                     writes=True)  # fmt: skip
+        for item in await self._notifying(db.run(recovery.reconcile_moves, db, writes=True)):
             log.info("job %s: %s", item.job_id, item.action)
-        self._recover()
-        queue.recheck_held(self.db, budget.BUDGET_WAIT_STAGE)
+        await self._recover()
+        await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
         watcher: asyncio.Task[None] | None = None
@@ -181,7 +185,8 @@ class Daemon:
             watcher = asyncio.create_task(supervisor.run(self._stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(supervisor.started.wait(), 3.0)
-        self._rescan()  # after the watcher started: nothing dropped in between is missed
+        # After the watcher started: nothing dropped in between is missed.
+        await asyncio.to_thread(self._rescan)
         log.info(
             "voxbatch %s: watching %s (%s), %d worker(s)",
             "run --once" if self.once else "run",
@@ -192,10 +197,11 @@ class Daemon:
         helpers = [
             asyncio.create_task(self._supervised("intake", self._intake_loop)),
             asyncio.create_task(self._supervised("housekeeping", self._housekeeping_loop)),
+            asyncio.create_task(self._supervised("watchdog", self._watchdog_loop)),
         ]
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(await self._status_line())
         try:
-            await self._dispatch_loop()
+            await self._supervised("dispatch", self._dispatch_loop)
             await self._drain()
         finally:
             self._stop.set()
@@ -204,11 +210,12 @@ class Daemon:
             for task in [*helpers, *([watcher] if watcher else [])]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            workers.forget_worker(self.db, self.owner)
+            with contextlib.suppress(StoreError):  # a dead daemon's row is forgotten at start
+                await self.db.run(workers.forget_worker, self.db, self.owner, writes=True)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(self.outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
         if self.once:
-            self._report_left_queued()
+            await self.db.run(self._report_left_queued)
         if not self.once:
             return 0
         # --once is for scripts: anything short of success says so.
@@ -285,7 +292,7 @@ class Daemon:
                 or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
             ):
                 last_scan = time.monotonic()
-                self._rescan()
+                await asyncio.to_thread(self._rescan)
             await self._intake_pass()
             await asyncio.sleep(self.tick_s)
 
@@ -338,14 +345,16 @@ class Daemon:
         found = classify(path, rel, st, self.settings.daemon.extensions)
         if found.verdict is Verdict.quarantine:
             self.tracker.forget(path)
-            self._quarantine(box, path, rel, found.reason)
+            await asyncio.to_thread(self._quarantine, box, path, rel, found.reason)
         elif found.verdict is Verdict.unsupported:
             self.tracker.forget(path)
-            self._note_unsupported(path, found.reason)
+            await asyncio.to_thread(self._note_unsupported, path, found.reason)
         elif found.verdict is Verdict.candidate and st.st_size == 0:
             # Nothing to wait for yet: writes and rescans bring it back once it has content.
             self.tracker.forget(path)
-            self._note_unsupported(path, "an empty file (taken once it has content)")
+            await asyncio.to_thread(
+                self._note_unsupported, path, "an empty file (taken once it has content)"
+            )
         elif found.verdict is Verdict.candidate:
             self.noted.discard(path)
             if self.tracker.observe(path, st, time.monotonic()):
@@ -364,8 +373,16 @@ class Daemon:
         self.noted.add(path)
         shown = display_path(Path(os.fsdecode(path)))
         log.info("left alone: %s (%s)", shown, reason)
-        with self.db.write() as session:
-            jobs.add_event(session, "ignored", f"left in the inbox: {reason}", path=shown)
+        self._path_event("ignored", f"left in the inbox: {reason}", shown)
+
+    def _path_event(self, kind: str, detail: str, shown: str) -> None:
+        """An event about a file not yet a job (in a thread); the log has it if the store
+        refuses it now."""
+        try:
+            with self.db.write() as session:
+                jobs.add_event(session, kind, detail, path=shown)
+        except StoreError as exc:
+            self.db.health.failed(exc)
 
     def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
         try:
@@ -382,10 +399,7 @@ class Daemon:
                     reason,
                     exc.strerror or exc,
                 )
-                with self.db.write() as session:
-                    jobs.add_event(
-                        session, "ignored", f"{reason}; cannot be quarantined", path=shown
-                    )
+                self._path_event("ignored", f"{reason}; cannot be quarantined", shown)
 
     def _set_aside(self, path: bytes, rel: bytes, reason: str) -> None:
         source = os.lstat(path)
@@ -406,10 +420,7 @@ class Daemon:
         )
         move(path, dst)
         log.warning("quarantined %s: %s", shown, reason)
-        with self.db.write() as session:
-            jobs.add_event(
-                session, "quarantined", f"{reason}; moved to {display_path(dst)}", path=shown
-            )
+        self._path_event("quarantined", f"{reason}; moved to {display_path(dst)}", shown)
         self.outcomes["quarantined"] += 1
 
     async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
@@ -417,7 +428,9 @@ class Daemon:
         sha = await audio.file_sha256(src)
         rel_text = os.fsdecode(rel)
         out_dir = self.settings.folder("outbox") / Path(rel_text).parent
-        with self.db.write() as session:
+        dst_folder = self.settings.folder("work")
+
+        def plan(session: Session) -> tuple[int, Path]:
             primary = jobs.find_primary(session, sha)
             job = jobs.create_job(
                 session,
@@ -429,24 +442,27 @@ class Daemon:
                 primary=primary,
             )
             assert job.id is not None
-            job_id = job.id
             job.rel_path = rel_text
-            dst = self.settings.folder("work") / work_name(job.id, src.name)
+            dst = dst_folder / work_name(job.id, src.name)
             queue.plan_move(session, job, src, dst, signature(src))
+            return job.id, dst
+
+        job_id, dst = await self.db.write_through_faults(plan)
         crash_point("claim")
         try:
             # A crash between plan and move is finished by reconcile_moves. In a thread: a
             # copy across filesystems must not stall the loop (and the watchdog).
             await asyncio.to_thread(move, src, dst)
         except OSError as exc:
-            self._unmovable(job_id, path, st, exc)
+            await self._unmovable(job_id, path, st, exc)
             return
         after = os.lstat(dst)
         # Written to while we hashed it: what counts is what we now hold.
         changed = signature_of(after) != signature_of(st)
         new_sha = await audio.file_sha256(dst) if changed else sha
         seconds = await self._length(dst) if self._caps_set(box) else None
-        with self.db.write() as session:
+
+        def settle(session: Session) -> None:
             job = session.get_one(Job, job_id)
             if new_sha != sha:
                 primary = jobs.find_primary(session, new_sha)
@@ -456,6 +472,8 @@ class Daemon:
             job.audio_seconds = seconds
             queue.settle(job, dst)
             jobs.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
+
+        await self.db.write_through_faults(settle)
         log.info("claimed %s as job %s", display_path(src), job_id)
         self._wake.set()
 
@@ -476,7 +494,7 @@ class Daemon:
         except VoxbatchError:
             return None
 
-    def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
+    async def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
         """The file cannot leave the inbox (permissions, say): say so once, leave it there."""
         vanished = exc.errno == errno.ENOENT
         reason = (
@@ -484,11 +502,14 @@ class Daemon:
             if vanished
             else f"cannot move it out of the inbox: {exc.strerror}"
         )
-        with self.db.write() as session:
+
+        def fail(session: Session) -> None:
             job = session.get_one(Job, job_id)
             queue.clear_move(job)
             job.error_class, job.error_message = ("Vanished" if vanished else "InboxError"), reason
             jobs.set_state(session, job, JobState.failed, detail=reason)
+
+        await self.db.write_through_faults(fail)
         if vanished:
             log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
             return
@@ -564,6 +585,8 @@ class Daemon:
     def _may_claim(self) -> bool:
         if self._stop.is_set() or self.auth_pause is not None:
             return False
+        if self.db.health.fault is not None:
+            return False  # a claim is a write: wait until the store takes writes again
         limit = self.settings.daemon.concurrency if self.key_verified else 1
         if len(self.running) >= limit:
             return False
@@ -573,9 +596,17 @@ class Daemon:
         while not self._stop.is_set():
             started = False
             if self._may_claim():
-                job_id = queue.claim_next(
-                    self.db, self.owner, self.settings.daemon.lease_seconds, admit=self._admit
-                )
+                try:
+                    job_id = await self.db.run(
+                        queue.claim_next,
+                        self.db,
+                        self.owner,
+                        self.settings.daemon.lease_seconds,
+                        admit=self._admit,
+                        writes=True,
+                    )
+                except StoreError:
+                    job_id = None  # in health now: no claims until a write works again
                 if job_id is not None:
                     if self.breaker.probing and self.probe_job is None:
                         self.probe_job = job_id
@@ -587,7 +618,7 @@ class Daemon:
                     self.breaker.release()
             if started:
                 continue
-            if self.once and self._idle():
+            if self.once and await self._idle():
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -599,7 +630,7 @@ class Daemon:
                 del self.running[job_id]
         self._wake.set()
 
-    def _idle(self) -> bool:
+    async def _idle(self) -> bool:
         """--once: nothing running or settling, and nothing queued that may run within 30 s.
 
         Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
@@ -611,8 +642,9 @@ class Daemon:
         # Called after a claim found nothing: what is queued now is held (a copy waiting for
         # its original, a spend cap) or due later. Only a retry due within 30 s is waited for.
         now = utcnow()
-        with self.db.read() as session:
-            due_soon = session.exec(
+
+        def count_due(session: Session) -> int:
+            return session.exec(
                 select(func.count())
                 .select_from(Job)
                 .where(
@@ -624,7 +656,8 @@ class Daemon:
                     sa.or_(col(Job.stage).is_(None), col(Job.stage) != budget.BUDGET_WAIT_STAGE),
                 )
             ).one()
-        return due_soon == 0
+
+        return await self.db.read_async(count_due) == 0
 
     # --- one job ------------------------------------------------------------------------------
 
@@ -633,19 +666,27 @@ class Daemon:
         try:
             await self._process(job_id)
         except asyncio.CancelledError:
-            with self.db.write() as session:
-                job = session.get_one(Job, job_id)
-                queue.requeue(session, job, reason="voxbatch stopped before it finished")
+            # One try: stopping must not wait out a store fault; the next start recovers it.
+            with contextlib.suppress(StoreError):
+                await self.db.write_async(
+                    self._requeuer(job_id, "voxbatch stopped before it finished")
+                )
             raise
         except AuthError as exc:
             self._pause_for_key(exc)
-            with self.db.write() as session:
-                job = session.get_one(Job, job_id)
-                queue.requeue(session, job, reason=f"waiting: {self.auth_pause_message()}")
+            reason = f"waiting: {self.auth_pause_message()}"
+            await self.db.write_through_faults(self._requeuer(job_id, reason))
         except Exception as exc:
-            self._job_failed(job_id, exc)
+            await self._job_failed(job_id, exc)
         finally:
             self._end_probe(job_id)
+
+    @staticmethod
+    def _requeuer(job_id: int, reason: str) -> Callable[[Session], None]:
+        def requeue(session: Session) -> None:
+            queue.requeue(session, session.get_one(Job, job_id), reason=reason)
+
+        return requeue
 
     def _end_probe(self, job_id: int) -> None:
         """The probe job ended without a provider verdict (linked, waited, cancelled): the next
@@ -656,53 +697,56 @@ class Daemon:
                 self.breaker.release()
 
     async def _process(self, job_id: int) -> None:
-        with self.db.read() as session:
+        def look(session: Session) -> tuple[str | None, Path, Path, bool]:
             job = session.get_one(Job, job_id)
-            box = self._box(job.inbox)
-            path, out_dir = Path(job.work_path or ""), Path(job.output_dir or "")
             transcript = transcripts.transcript_for(session, job)
             bought_here = transcript is not None and transcript.job_id == job_id
+            return job.inbox, Path(job.work_path or ""), Path(job.output_dir or ""), bought_here
+
+        inbox, path, out_dir, bought_here = await self.db.read_async(look)
+        box = self._box(inbox)
         if not bought_here:
-            linked = self._resolve_duplicate(job_id)
+            linked = await self.db.write_through_faults(
+                lambda session: self._resolve_duplicate(session, job_id)
+            )
             if linked is None:
                 return  # waits for the copy that is paying
             if not linked:
                 await self.pipeline.transcribe(job_id, path, box.profile)
                 self.breaker.success()
-        written = self.pipeline.write_results(job_id, box.profile, out_dir)
+        written = await self.db.run(self.pipeline.write_results, job_id, box.profile, out_dir)
         written += await self.pipeline.summarize(job_id, box.profile, out_dir, written)
-        self._file_original(job_id, JobState.done, written=written)
+        await self._file_original(job_id, JobState.done, written=written)
 
-    def _resolve_duplicate(self, job_id: int) -> bool | None:
+    def _resolve_duplicate(self, session: Session, job_id: int) -> bool | None:
         """True: linked to a bought transcript; False: this job pays; None: it must wait."""
-        with self.db.write() as session:
-            job = session.get_one(Job, job_id)
-            primary = self._live_primary(session, job)
-            if primary is not None and primary.id == job.id:
-                primary = None
-            if primary is not None and transcripts.transcript_for(session, primary) is not None:
-                job.duplicate_of = primary.id
-                link_to_primary(session, job, primary)
-                return True
-            if primary is None:
-                old = session.get(Job, job.duplicate_of) if job.duplicate_of else None
-                if old is not None and old.error_class in CONTENT_ERRORS:
-                    raise VoxbatchError(
-                        f"same audio as job {old.id}, which failed: {old.error_message}"
-                    )
-                if job.duplicate_of is not None:
-                    jobs.add_event(
-                        session,
-                        "promoted",
-                        f"job {job.duplicate_of} did not buy the transcript; this copy will",
-                        job_id=job_id,
-                    )
-                job.duplicate_of = None
-                session.add(job)
-                return False
+        job = session.get_one(Job, job_id)
+        primary = self._live_primary(session, job)
+        if primary is not None and primary.id == job.id:
+            primary = None
+        if primary is not None and transcripts.transcript_for(session, primary) is not None:
             job.duplicate_of = primary.id
-            queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
-            return None
+            link_to_primary(session, job, primary)
+            return True
+        if primary is None:
+            old = session.get(Job, job.duplicate_of) if job.duplicate_of else None
+            if old is not None and old.error_class in CONTENT_ERRORS:
+                raise VoxbatchError(
+                    f"same audio as job {old.id}, which failed: {old.error_message}"
+                )
+            if job.duplicate_of is not None:
+                jobs.add_event(
+                    session,
+                    "promoted",
+                    f"job {job.duplicate_of} did not buy the transcript; this copy will",
+                    job_id=job_id,
+                )
+            job.duplicate_of = None
+            session.add(job)
+            return False
+        job.duplicate_of = primary.id
+        queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
+        return None
 
     def _box(self, name: str | None) -> Inbox:
         for box in self.boxes:
@@ -710,30 +754,41 @@ class Daemon:
                 return box
         return self.boxes[0]  # an inbox removed from the configuration: first profile
 
-    def _job_failed(self, job_id: int, exc: Exception) -> None:
+    async def _job_failed(self, job_id: int, exc: Exception) -> None:
+        if isinstance(exc, StoreError):
+            # The store's fault, not the job's or the provider's: no round spent.
+            reason = f"waiting: {one_line(exc)}"
+            await self.db.write_through_faults(self._requeuer(job_id, reason))
+            return
         if not isinstance(exc, VoxbatchError):
             log.error("job %s: unexpected error", job_id, exc_info=exc)
             exc = internal_error(exc)
         if is_retryable(exc) or isinstance(exc, AnswerTimeoutError):
             self.breaker.failure()
-            daemon = self.settings.daemon
-            with self.db.write() as session:
-                job = session.get_one(Job, job_id)
-                if job.requeues < daemon.max_requeues:
-                    delay = min(daemon.requeue_delay_s * 4**job.requeues, 3600.0)
-                    when = datetime.now(UTC).timestamp() + delay
-                    reason = (
-                        f"{one_line(exc)}; round {job.requeues + 1} of "
-                        f"{daemon.max_requeues + 1} failed, next try at "
-                        f"{datetime.fromtimestamp(when, UTC):%H:%M:%S} UTC"
-                    )
-                    queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
-                    log.warning("job %s: %s", job_id, reason)
-                    self.outcomes["requeued"] += 1
-                    return
-        self._file_original(job_id, JobState.failed, error=exc)
+            failure = exc
+            if await self.db.write_through_faults(lambda s: self._next_round(s, job_id, failure)):
+                self.outcomes["requeued"] += 1
+                return
+        await self._file_original(job_id, JobState.failed, error=exc)
 
-    def _file_original(
+    def _next_round(self, session: Session, job_id: int, exc: VoxbatchError) -> bool:
+        """Back to the queue for a later round, if rounds are left: True when requeued."""
+        daemon = self.settings.daemon
+        job = session.get_one(Job, job_id)
+        if job.requeues >= daemon.max_requeues:
+            return False
+        delay = min(daemon.requeue_delay_s * 4**job.requeues, 3600.0)
+        when = datetime.now(UTC).timestamp() + delay
+        reason = (
+            f"{one_line(exc)}; round {job.requeues + 1} of "
+            f"{daemon.max_requeues + 1} failed, next try at "
+            f"{datetime.fromtimestamp(when, UTC):%H:%M:%S} UTC"
+        )
+        queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
+        log.warning("job %s: %s", job_id, reason)
+        return True
+
+    async def _file_original(
         self,
         job_id: int,
         state: JobState,
@@ -743,7 +798,8 @@ class Daemon:
     ) -> None:
         """The job's end and the planned move of its original commit together; then the move."""
         folder = self.settings.folder("done" if state == JobState.done else "failed")
-        with self.db.write() as session:
+
+        def end(session: Session) -> tuple[Path, Path, str | None, str] | None:
             job = session.get_one(Job, job_id)
             if job.lease_owner != self.owner:
                 # Another worker took the job over (our lease ran out): it owns the file now.
@@ -752,7 +808,7 @@ class Daemon:
                     job_id,
                     job.lease_owner or "the queue",
                 )
-                return
+                return None
             if state == JobState.done:
                 mark_done(session, job, written)
             else:
@@ -763,15 +819,22 @@ class Daemon:
             src = Path(job.work_path or "")
             dst = free_destination(folder, job.rel_path or src.name)
             queue.plan_move(session, job, src, dst, signature(src))
-            message, name = job.error_message, job.source_name
+            return src, dst, job.error_message, job.source_name
+
+        planned = await self.db.write_through_faults(end)
+        if planned is None:
+            return
+        src, dst, message, name = planned
         crash_point("file")
         if state == JobState.failed:
-            write_note(
-                dst.with_name(dst.name + ".error.txt"), recovery.error_note(job_id, name, message)
-            )
+            note = recovery.error_note(job_id, name, message)
+            try:
+                await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
+            except OSError as exc:  # a full disk, say: the job's story is in the database
+                log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
         self.outcomes[state] += 1
         try:
-            move(src, dst)
+            await asyncio.to_thread(move, src, dst)
         except OSError as exc:
             # The job's end is recorded; the planned move is finished at the next start.
             log.error(
@@ -782,7 +845,9 @@ class Daemon:
                 exc.strerror,
             )
             return
-        queue.settle_move(self.db, job_id, dst)
+        # The move is made and planned: if the store refuses this, the next start records it.
+        with contextlib.suppress(StoreError):
+            await self.db.run(queue.settle_move, self.db, job_id, dst, writes=True)
         if state == JobState.done:
             log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
         else:
@@ -830,16 +895,33 @@ class Daemon:
         self.api_key = key
         self.auth_pause = None
         log.info("the API key is accepted again: the queue resumes")
-        with self.db.write() as session:
-            jobs.add_event(session, "resumed", "the API key is accepted again")
+        with contextlib.suppress(StoreError):
+            await self.db.write_async(
+                lambda session: jobs.add_event(session, "resumed", "the API key is accepted again")
+            )
         self._wake.set()
 
     # --- housekeeping -------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        for item in recovery.recover_leases(self.db, self.settings, self.owner):
+    async def _recover(self) -> None:
+        try:
+            found = await self.db.run(
+                recovery.recover_leases, self.db, self.settings, self.owner, writes=True
+            )
+        except StoreError:
+            return  # in health: tried again at the next round
+        for item in found:
             log.warning("job %s: its worker stopped; %s", item.job_id, item.action)
         self._wake.set()
+
+    async def _watchdog_loop(self) -> None:
+        """systemd's watchdog is fed by nothing else: a slow store never starves it."""
+        while True:
+            interval = self.notifier.watchdog_interval
+            if interval is None:
+                return
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
 
     async def _housekeeping_loop(self) -> None:
         daemon = self.settings.daemon
@@ -852,42 +934,44 @@ class Daemon:
                 return True
             return False
 
+        db = self.db
         while True:
-            watchdog = self.notifier.watchdog_interval
-            if watchdog is not None and due("watchdog", watchdog):
-                self.notifier.watchdog()
             if due("lease", daemon.lease_seconds / 3):
-                queue.renew_leases(self.db, self.owner, list(self.running), daemon.lease_seconds)
+                with contextlib.suppress(StoreError):
+                    await db.run(queue.renew_leases, db, self.owner, list(self.running),
+                                 daemon.lease_seconds, writes=True)  # fmt: skip
             if due("recover", daemon.lease_seconds / 2):
-                self._recover()
-            if due("status", 5.0):
-                status = self._status_line()
-                provider, detail = self._provider_state()
-                workers.beat(
-                    self.db,
-                    self.owner,
-                    state="draining" if self.draining else "running",
-                    provider=provider,
-                    detail=detail or status,
-                )
+                await self._recover()
+            if due("status", 5.0) or (db.health.fault is not None and due("fault", 1.0)):
+                status = await self._status_line()
                 self.notifier.status(status)
+                provider, detail = self._provider_state()
+                with contextlib.suppress(StoreError):
+                    await db.run(workers.beat, db, self.owner,
+                                 state="draining" if self.draining else "running",
+                                 provider=provider, detail=detail or status,
+                                 writes=True)  # fmt: skip
             if self.auth_pause is not None and due("key", 5.0):
                 await self._check_key()
             await asyncio.sleep(min(1.0, self.tick_s * 4))
 
     def _provider_state(self) -> tuple[str, str]:
+        if self.db.health.fault is not None:
+            return "store_fault", self.db.health.describe()
         if self.auth_pause is not None:
             return "paused", self.auth_pause_message()
         if self.breaker.is_open:
             return "circuit_open", self.breaker.describe()
         return "ok", ""
 
-    def _status_line(self) -> str:
-        with self.db.read() as session:
+    async def _status_line(self) -> str:
+        def read(session: Session) -> tuple[int, Decimal]:
             queued = session.exec(
                 select(func.count()).select_from(Job).where(Job.state == JobState.queued)
             ).one()
-            spent = budget.spent(session, budget.day_start(utcnow()))
+            return queued, budget.spent(session, budget.day_start(utcnow()))
+
+        queued, spent = await self.db.read_async(read)
         provider, detail = self._provider_state()
         text = (
             f"{queued} queued, {len(self.running)} running, "

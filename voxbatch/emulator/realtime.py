@@ -220,6 +220,7 @@ class RealtimeSession:
 
     async def _append(self, audio: Any) -> None:
         self._record.appends += 1
+        self._record.append_times.append(self._loop.time())
         try:
             pcm = base64.b64decode(audio, validate=True) if isinstance(audio, str) else None
         except binascii.Error:

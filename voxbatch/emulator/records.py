@@ -27,6 +27,9 @@ class SessionRecord:
     faulty: bool
     session_updates: list[dict[str, Any]] = field(default_factory=list)
     appends: int = 0
+    # When each audio message arrived (the emulator's monotonic clock, seconds): gaps show a
+    # client that stalled mid-stream.
+    append_times: list[float] = field(default_factory=list)
     rejected_appends: int = 0
     max_chunk_bytes: int = 0
     total_bytes: int = 0

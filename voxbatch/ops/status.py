@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,7 +61,31 @@ def status_report(session: Session, settings: Settings) -> dict[str, Any]:
             for w in workers
         ],
         "provider": _provider(workers),
+        "store": store_state(settings.db_path, workers),
     }
+
+
+# Below this much free space SQLite cannot commit a transaction of any size worth having.
+FULL_BELOW_BYTES = 256 * 1024
+
+
+def store_state(db_path: Path, workers: list[Any]) -> str:
+    """ "ok", or why the database refuses writes: what a daemon reported, else a full disk seen
+    here (a daemon cannot report that one: its report is a write)."""
+    for worker in workers:
+        if worker.provider == "store_fault":
+            return str(worker.detail)
+    try:
+        info = os.statvfs(db_path.parent)
+    except OSError:
+        return "ok"
+    free = info.f_bavail * info.f_frsize
+    if free < FULL_BELOW_BYTES:
+        return (
+            f"disk full: {free} bytes free on the filesystem holding {db_path}; "
+            "the daemon waits and resumes by itself when there is space"
+        )
+    return "ok"
 
 
 def _provider(workers: list[Any]) -> str:

@@ -30,6 +30,7 @@ from voxbatch.errors import (
     AuthError,
     InputError,
     ProviderError,
+    StoreError,
     StreamIncompleteError,
     VoxbatchError,
     display_path,
@@ -346,17 +347,22 @@ class Pipeline:
         """
         heartbeat = asyncio.create_task(self._heartbeat(job_id))
         try:
-            with self.db.write() as session:
-                jobs.set_state(
-                    session, session.get_one(Job, job_id), JobState.converting, stage="probe"
-                )
+
+            def converting(session: Session) -> None:
+                job = session.get_one(Job, job_id)
+                jobs.set_state(session, job, JobState.converting, stage="probe")
+
+            await self.db.write_through_faults(converting)
             info = await audio.probe(path, ffmpeg=self.ffmpeg)
-            with self.db.write() as session:
+
+            def streaming(session: Session) -> None:
                 job = session.get_one(Job, job_id)
                 job.audio_seconds = info.duration_seconds
                 jobs.set_state(
                     session, job, JobState.streaming, stage="stt", detail=_describe(info)
                 )
+
+            await self.db.write_through_faults(streaming)
             self.reporter.started(path, info.duration_seconds)
             await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
         except AuthError as exc:
@@ -369,23 +375,25 @@ class Pipeline:
         lease = self.settings.daemon.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
-            renew_leases(self.db, self._run.owner, [job_id], lease)
+            # A store fault is the daemon's to report; the next beat tries again.
+            with contextlib.suppress(StoreError):
+                await self.db.run(renew_leases, self.db, self._run.owner, [job_id], lease,
+                                  writes=True)  # fmt: skip
 
     async def _transcribe_with_retries(
         self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
     ) -> StreamResult:
         daemon = self.settings.daemon
 
-        def before_sleep(state: RetryCallState) -> None:
+        async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            seconds = state.upcoming_sleep
-            with self.db.write() as session:
-                jobs.add_event(
-                    session,
-                    "retry_scheduled",
-                    f"attempt {state.attempt_number} failed ({exc}); retrying in {seconds:.1f} s",
-                    job_id=job_id,
-                )
+            detail = (
+                f"attempt {state.attempt_number} failed ({exc}); "
+                f"retrying in {state.upcoming_sleep:.1f} s"
+            )
+            await self.db.write_through_faults(
+                lambda session: jobs.add_event(session, "retry_scheduled", detail, job_id=job_id)
+            )
 
         retrying = provider_retrying(daemon, before_sleep)
         async for attempt in retrying:
@@ -400,12 +408,16 @@ class Pipeline:
     ) -> StreamResult:
         model = self.settings.mistral.transcription_model
         prices = self.settings.prices
-        with self.db.write() as session:
+
+        def start(session: Session) -> int | None:
             job = session.get_one(Job, job_id)
             job.attempts += 1
             call = calls.start_call(session, job_id=job_id, kind=CallKind.stt, model=model)
-            call_id = call.id
             jobs.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
+            return call.id
+
+        # Committed before any audio is sent; while the store refuses it, nothing is bought.
+        call_id = await self.db.write_through_faults(start)
         assert call_id is not None
         options = StreamOptions(
             model=model,
@@ -437,25 +449,35 @@ class Pipeline:
             )
         except BaseException as exc:
             await _stop(flusher)
+            error: BaseException = exc
             billed = math.ceil(progress.seconds_sent)
             charge = stt_charge(prices, model, billed)
-            with self.db.write() as session:
+
+            def failed(session: Session) -> None:
                 calls.finish_call(
                     session,
                     call_id,
-                    outcome=_outcome(exc),
+                    outcome=_outcome(error),
                     cost_usd=charge.cost_usd,
                     price_basis=charge.price_basis,
                     estimated=billed > 0,
                     audio_seconds=billed,
                     request_id=progress.request_id,
-                    error_detail=one_line(exc, 500),
+                    error_detail=one_line(error, 500),
                 )
-                jobs.add_event(session, "stream_failed", one_line(exc), job_id=job_id)
+                jobs.add_event(session, "stream_failed", one_line(error), job_id=job_id)
+
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                # Stopping: one try; an unsettled call is settled by the next start's recovery.
+                with contextlib.suppress(StoreError):
+                    await asyncio.shield(self.db.write_async(failed))
+            else:
+                await self.db.write_through_faults(failed)
             raise
         await _stop(flusher)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
-        with self.db.write() as session:
+
+        def finished(session: Session) -> None:
             job = session.get_one(Job, job_id)
             job.partial_text = None
             calls.finish_call(
@@ -490,6 +512,10 @@ class Pipeline:
                 detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
                 f"{result.billed_audio_seconds} s billed",
             )
+
+        # The server has answered and billed: the result waits here (in memory) for as long
+        # as the store refuses it, and is never bought again because the disk was full.
+        await self.db.write_through_faults(finished)
         return result
 
     async def _counted(
@@ -591,9 +617,14 @@ class _LiveText:
     async def run(self) -> None:
         while True:
             if len(self.parts) != self._written:
-                self._written = len(self.parts)
-                with self.db.write() as session:
-                    session.get_one(Job, self.job_id).partial_text = "".join(self.parts)
+                written, text = len(self.parts), "".join(self.parts)
+
+                def save(session: Session, text: str = text) -> None:
+                    session.get_one(Job, self.job_id).partial_text = text
+
+                with contextlib.suppress(StoreError):  # best effort: the next second tries again
+                    await self.db.write_async(save)
+                    self._written = written
             await asyncio.sleep(self.interval)
 
 

@@ -7,24 +7,113 @@ SQLITE_BUSY at once instead of waiting. pysqlite's own transaction handling is s
 so that voxbatch sends BEGIN itself. Files are 0600 and a directory voxbatch creates is 0700.
 
 There is no global engine: `open_database()` returns a `Database` that is passed down.
+
+Async code reaches the database only through `Database.run` and the `*_async` methods, which
+run the transaction in the store's own threads: a lock held by another process (a backup,
+`sqlite3`, a second shell's `retry`) then never stops a stream, a heartbeat or the watchdog.
+Faults that may clear by themselves (locked past the busy timeout, disk full, I/O error,
+read-only) become `StoreError`s; `StoreHealth` remembers the current one for `status`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
-from voxbatch.errors import DatabaseError
+from voxbatch.errors import DatabaseError, StoreError, StoreFault, one_line
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+# Threads for transactions run on behalf of async code: streams, heartbeats and the
+# dispatcher each wait in their own while another process holds the lock.
+STORE_THREADS = 6
+# Backoff between tries of a write that must not be lost (a finished transcription, say).
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
+
+_HINTS = {
+    StoreFault.locked: "another process holds the database's write lock (a backup, sqlite3, "
+    "a second voxbatch); voxbatch waits and retries",
+    StoreFault.disk_full: "free space on the filesystem holding the database; voxbatch retries "
+    "and resumes by itself",
+    StoreFault.io_error: "check the disk and the kernel log; voxbatch retries",
+    StoreFault.read_only: "the database or its folder became read-only (permissions or a "
+    "remount); voxbatch retries",
+}
+# SQLite's primary result codes (the low byte of the extended code).
+_FAULT_CODES = {
+    5: StoreFault.locked,  # SQLITE_BUSY
+    6: StoreFault.locked,  # SQLITE_LOCKED
+    8: StoreFault.read_only,  # SQLITE_READONLY
+    10: StoreFault.io_error,  # SQLITE_IOERR
+    13: StoreFault.disk_full,  # SQLITE_FULL
+}
+
+
+def store_error(exc: BaseException, doing: str) -> StoreError | None:
+    """The StoreError for a driver error that may clear by itself, else None (a bug)."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    fault = _FAULT_CODES.get(code & 0xFF) if isinstance(code, int) else None
+    text = str(orig)
+    if fault is None:
+        for words, candidate in (
+            ("locked", StoreFault.locked),
+            ("disk is full", StoreFault.disk_full),
+            ("disk I/O", StoreFault.io_error),
+            ("readonly", StoreFault.read_only),
+        ):
+            if words in text:
+                fault = candidate
+                break
+    if fault is None:
+        return None
+    return StoreError(f"cannot {doing}: {fault} ({one_line(text, 120)})", fault=fault,
+                      hint=_HINTS[fault])  # fmt: skip
+
+
+class StoreHealth:
+    """The store fault in force, if any, from the first failed write to the next good one.
+
+    The daemon stops claiming while there is one and shows it in its status; entering and
+    leaving a fault is logged once each.
+    """
+
+    def __init__(self) -> None:
+        self.fault: StoreError | None = None
+        self.since: float | None = None
+
+    def failed(self, error: StoreError) -> None:
+        if self.fault is None or self.fault.fault != error.fault:
+            log.error("the database refuses writes: %s — %s", error, error.hint)
+            self.since = time.monotonic()
+        self.fault = error
+
+    def recovered(self) -> None:
+        if self.fault is not None:
+            waited = time.monotonic() - (self.since or time.monotonic())
+            log.warning("the database takes writes again (after %.0f s of %s)", waited,
+                        self.fault.fault)  # fmt: skip
+        self.fault = None
+        self.since = None
+
+    def describe(self) -> str:
+        return "" if self.fault is None else f"store fault: {self.fault.fault}; {self.fault}"
+
 
 _BEGIN_OPTION = "voxbatch_begin"  # execution option: which BEGIN a connection sends
 _READ, _WRITE = "read", "write"
@@ -39,6 +128,8 @@ class Database:
         # Both share the engine's pool; the option tells the `begin` hook which BEGIN to send.
         self._write_engine = engine.execution_options(**{_BEGIN_OPTION: _WRITE})
         self._read_engine = engine.execution_options(**{_BEGIN_OPTION: _READ})
+        self.health = StoreHealth()
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def url(self) -> str:
@@ -52,27 +143,81 @@ class Database:
 
         Objects stay usable after the block (no expiry on commit).
         """
-        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-            try:
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 # Take the write lock now, not at the first flush: the whole block is serialized.
                 session.connection()
-            except sa.exc.OperationalError as exc:
-                raise DatabaseError(
-                    f"cannot start a write transaction on {self.url}: {exc.orig}",
-                    hint="another process may hold the database lock; check for a stuck voxbatch",
-                ) from exc
-            yield session
+                yield session
+        except sa.exc.DBAPIError as exc:
+            error = store_error(exc, f"write to {self.url}")
+            if error is None:
+                raise
+            raise error from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (deferred BEGIN): one consistent snapshot, no locks held
         against writers. Any write inside it fails, so a read cannot silently turn into
         the read-then-write upgrade that SQLite refuses under contention."""
-        with Session(self._read_engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        try:
+            with Session(self._read_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except sa.exc.DBAPIError as exc:
+            error = store_error(exc, f"read {self.url}")
+            if error is None or error.fault == StoreFault.read_only:  # a write in a read: a bug
+                raise
+            raise error from exc
+
+    # --- the one door for async code ----------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, writes: bool = False, **kw: Any) -> T:
+        """`fn(*args, **kw)` in a store thread. With `writes`, its outcome updates `health`."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="voxbatch-store")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+        except StoreError as exc:
+            if writes:
+                self.health.failed(exc)
+            raise
+        if writes:
+            self.health.recovered()
+        return result
+
+    async def write_async(self, work: Callable[[Session], T]) -> T:
+        """One write transaction, `work(session)`, off the event loop; StoreError if refused."""
+        return await self.run(self._in_write, work, writes=True)
+
+    async def read_async(self, work: Callable[[Session], T]) -> T:
+        """One read transaction off the event loop."""
+        return await self.run(self._in_read, work)
+
+    async def write_through_faults(self, work: Callable[[Session], T]) -> T:
+        """A write that must not be lost (a finished transcription, a job's end): tried again
+        with backoff for as long as the store refuses it. `work` must be safe to run again:
+        a refused transaction left nothing behind."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return await self.write_async(work)
+            except StoreError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _in_write(self, work: Callable[[Session], T]) -> T:
+        with self.write() as session:
+            return work(session)
+
+    def _in_read(self, work: Callable[[Session], T]) -> T:
+        with self.read() as session:
+            return work(session)
 
     def close(self) -> None:
         """Close pooled connections (the database stays usable; new ones open on demand)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.engine.dispose()
 
     def __enter__(self) -> Database:

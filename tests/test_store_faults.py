@@ -1,0 +1,158 @@
+"""The store refusing writes (another process's lock, a full disk) never stops a stream, never
+ends the daemon, and never buys the same audio twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_helpers import (
+    Daemon,
+    assert_invariants,
+    daemon_env,
+    daemon_ready,
+    originals,
+    rows,
+    voxbatch,
+    wait_until,
+)
+from tests.media import wav_bytes
+from voxbatch.emulator import Emulator
+
+pytestmark = pytest.mark.slow
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    conn.execute("COMMIT")
+    """
+)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    started: list[Daemon] = []
+
+    def start(env: dict[str, str], *args: str) -> Daemon:
+        daemon = Daemon(env, *args, log=tmp_path / f"daemon{len(started)}.log")
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def _appends(emulator: Emulator) -> int:
+    return sum(s.appends for s in emulator.records.sessions)
+
+
+def test_a_write_lock_held_40_s_by_another_process_stops_no_stream(
+    emulator: Emulator, tmp_path: Path, spawn
+) -> None:
+    home = tmp_path / "home"
+    # Paced at real time: the 55 s file streams for about 55 s, across the whole lock.
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__PACE="1.0")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    (home / "inbox" / "long.wav").write_bytes(wav_bytes(55.0))
+    wait_until(lambda: _appends(emulator) >= 10, 60, "audio to stream", daemon)
+
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(home / "voxbatch.db"), "40"],
+        stdout=subprocess.PIPE, text=True,
+    ) as holder:  # fmt: skip
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert holder.wait(60) == 0
+    assert daemon.process.poll() is None, daemon.text()[-3000:]
+    wait_until(lambda: originals(home / "done") == {"long.wav"}, 90, "the job to end", daemon)
+
+    (session,) = emulator.records.sessions  # bought once
+    assert session.outcome == "done"
+    gaps = [b - a for a, b in zip(session.append_times, session.append_times[1:], strict=False)]
+    assert max(gaps) < 0.5, f"the stream stalled for {max(gaps):.2f} s"
+    calls = rows(home, "SELECT kind, outcome, cost_usd FROM api_call")
+    assert len(calls) == 1 and calls[0][:2] == ("stt", "ok") and calls[0][2] is not None
+    assert rows(home, "SELECT state FROM job") == [("done",)]
+    assert "Traceback" not in daemon.text()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    assert "database locked" in daemon.text()  # said once, with the reason
+
+
+def _fill(path: Path) -> None:
+    """Write until the filesystem is full."""
+    with path.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 16))
+                fh.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def small_home(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount / "home"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_pauses_the_daemon_and_nothing_is_bought_twice(
+    emulator: Emulator, small_home: Path, spawn
+) -> None:
+    home = small_home
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__PACE="2.0", VOXBATCH_DAEMON__CONCURRENCY="2")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    inputs = {f"call{i}.wav" for i in range(6)}
+    for i, name in enumerate(sorted(inputs)):
+        (home / "inbox" / name).write_bytes(wav_bytes(8.0, tag=i))
+    wait_until(lambda: _appends(emulator) >= 5, 60, "audio to stream", daemon)
+
+    filler = home.parent / "filler"
+    _fill(filler)
+    # Streams in flight finish at the server while nothing can be written.
+    wait_until(
+        lambda: "disk full" in voxbatch(env, "status").stdout, 60, "status to say so", daemon
+    )
+    assert daemon.process.poll() is None, daemon.text()[-3000:]
+    wait_until(lambda: "disk full" in daemon.text(), 30, "the daemon to log the fault", daemon)
+    filler.unlink()
+
+    def settled() -> bool:
+        ended = sum(len(originals(home / f)) for f in ("done", "failed", "quarantine"))
+        return ended == len(inputs)
+
+    wait_until(settled, 120, "every file to end", daemon)
+    assert daemon.process.poll() is None
+    assert rows(home, "SELECT count(*) FROM api_call WHERE outcome = 'started'") == [(0,)]
+    assert_invariants(home, inputs, emulator)  # no audio bought twice, nothing misplaced
+    assert "Traceback" not in daemon.text(), daemon.text()[-3000:]
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
