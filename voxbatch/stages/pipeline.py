@@ -182,12 +182,17 @@ class Pipeline:
             sha = await audio.file_sha256(path)
         except (InputError, OSError) as exc:
             message = exc.message if isinstance(exc, InputError) else f"cannot read: {exc.strerror}"
-            with self.db.write() as session:
-                jobs.add_event(session, "rejected", message, path=display_path(path))
+            shown = display_path(path)
+            await self.db.write_async(
+                lambda session: jobs.add_event(session, "rejected", message, path=shown)
+            )
             return FileOutcome(path, None, JobState.failed, error=message)
-        with self.db.write() as session:
+
+        def record(session: Session) -> tuple[int | None, int | None]:
             job = self._create_or_take_over(session, sha, path, size, inbox, out_dir)
-            job_id, duplicate_of = job.id, job.duplicate_of
+            return job.id, job.duplicate_of
+
+        job_id, duplicate_of = await self.db.write_async(record)
         assert job_id is not None
         self._run.finished[job_id] = asyncio.Event()
         return _Admitted(path, job_id, duplicate_of)
@@ -212,10 +217,14 @@ class Pipeline:
         except Exception as exc:  # a bug must cost one file, never the whole batch
             log.exception("unexpected error while processing %s", display_path(item.path))
             error = internal_error(exc)
-            with self.db.write() as session:
-                job = session.get_one(Job, item.job_id)
+            job_id = item.job_id
+
+            def fail(session: Session) -> None:
+                job = session.get_one(Job, job_id)
                 if job.state not in TERMINAL_STATES:
                     jobs.fail_job(session, job, error)
+
+            await self.db.write_async(fail)
             return FileOutcome(item.path, item.job_id, JobState.failed, error=str(error))
         finally:
             self._run.finished[item.job_id].set()
@@ -278,7 +287,8 @@ class Pipeline:
         self, job_id: int, primary_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
         primary = await self._wait_for(primary_id)
-        with self.db.write() as session:
+
+        def link(session: Session) -> FileOutcome | None:
             job = session.get_one(Job, job_id)
             if transcripts.transcript_for(session, job) is None:
                 reason = (
@@ -290,6 +300,11 @@ class Pipeline:
                 jobs.set_state(session, job, JobState.failed, detail=reason)
                 return FileOutcome(path, job_id, JobState.failed, primary_id, error=reason)
             link_to_primary(session, job, primary)
+            return None
+
+        failed = await self.db.write_async(link)
+        if failed is not None:
+            return failed
         return await self._publish(job_id, profile, out_dir, path)
 
     async def _wait_for(self, job_id: int) -> Job:
@@ -298,7 +313,8 @@ class Pipeline:
             event = self._run.finished.get(job_id)
             if event is not None:
                 await event.wait()
-            with self.db.read() as session:
+
+            def look(session: Session, event: asyncio.Event | None = event) -> Job | None:
                 job = session.get_one(Job, job_id)
                 if job.state in TERMINAL_STATES or transcripts.transcript_for(session, job):
                     session.expunge(job)
@@ -310,6 +326,11 @@ class Pipeline:
                     job.state = JobState.failed
                     job.error_message = reason
                     return job
+                return None
+
+            ended = await self.db.read_async(look)
+            if ended is not None:
+                return ended
             await asyncio.sleep(1.0)
 
     async def _transcribe_job(
@@ -318,7 +339,10 @@ class Pipeline:
         try:
             await self.transcribe(job_id, path, profile)
         except BaseException as exc:
-            with self.db.write() as session:
+            failure: BaseException = exc
+
+            def fail(session: Session) -> FileOutcome:
+                exc = failure
                 job = session.get_one(Job, job_id)
                 if isinstance(exc, VoxbatchError):
                     jobs.fail_job(session, job, exc, hint=exc.hint)
@@ -328,13 +352,15 @@ class Pipeline:
                 else:
                     log.exception("job %s failed unexpectedly", job_id)
                     jobs.fail_job(session, job, internal_error(exc))
-                outcome = FileOutcome(
+                return FileOutcome(
                     path,
                     job_id,
                     JobState.failed,
                     error=job.error_message,
                     cost_usd=calls.job_cost(session, job_id),
                 )
+
+            outcome = await asyncio.shield(self.db.write_async(fail))
             if isinstance(exc, Exception):
                 return outcome
             raise
@@ -531,18 +557,23 @@ class Pipeline:
     ) -> FileOutcome:
         heartbeat = asyncio.create_task(self._heartbeat(job_id))  # summaries can take minutes
         try:
-            written = self.write_results(job_id, profile, out_dir)
+            written = await self.db.run(self.write_results, job_id, profile, out_dir)
             written += await self.summarize(job_id, profile, out_dir, written)
-        except VoxbatchError as error:
-            with self.db.write() as session:
+        except VoxbatchError as exc:
+            error = exc
+
+            def fail(session: Session) -> FileOutcome:
                 job = session.get_one(Job, job_id)
                 jobs.fail_job(session, job, error, hint=error.hint)
                 return FileOutcome(
                     path, job_id, JobState.failed, job.duplicate_of, error=job.error_message
                 )
+
+            return await self.db.write_async(fail)
         finally:
             await _stop(heartbeat)
-        with self.db.write() as session:
+
+        def done(session: Session) -> FileOutcome:
             job = session.get_one(Job, job_id)
             mark_done(session, job, written)
             return FileOutcome(
@@ -555,6 +586,8 @@ class Pipeline:
                 cost_usd=calls.job_cost(session, job_id),
                 language=job.language,
             )
+
+        return await self.db.write_async(done)
 
     async def summarize(
         self, job_id: int, profile: InboxProfile, out_dir: Path, written: tuple[Path, ...]
