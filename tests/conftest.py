@@ -119,3 +119,20 @@ def samples() -> list[Path]:
     clips = sorted(SAMPLES.iterdir())
     assert len(clips) >= 4, "sample_audio/ should hold the sample clips"
     return clips
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[object]:
+    """Start `voxbatch run` processes (`tests.daemon_helpers.Daemon`); all killed at the end."""
+    from tests.daemon_helpers import Daemon
+
+    started: list[Daemon] = []
+
+    def start(env: dict[str, str], *args: str) -> Daemon:
+        daemon = Daemon(env, *args, log=tmp_path / f"daemon{len(started)}.log")
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()

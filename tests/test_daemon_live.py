@@ -8,7 +8,6 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,20 +30,6 @@ from voxbatch.emulator import Emulator
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[object]:
-    started: list[Daemon] = []
-
-    def start(env: dict[str, str], *args: str) -> Daemon:
-        daemon = Daemon(env, *args, log=tmp_path / f"daemon{len(started)}.log")
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
 
 
 def done_count(home: Path) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_helpers import (
-    Daemon,
     assert_invariants,
     daemon_env,
     daemon_ready,
@@ -27,7 +26,7 @@ from tests.daemon_helpers import (
 from tests.media import wav_bytes
 from voxbatch.emulator import Emulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HOLD_LOCK = textwrap.dedent(
     """
@@ -39,20 +38,6 @@ HOLD_LOCK = textwrap.dedent(
     conn.execute("COMMIT")
     """
 )
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[object]:
-    started: list[Daemon] = []
-
-    def start(env: dict[str, str], *args: str) -> Daemon:
-        daemon = Daemon(env, *args, log=tmp_path / f"daemon{len(started)}.log")
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
 
 
 def _appends(emulator: Emulator) -> int:
