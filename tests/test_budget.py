@@ -20,6 +20,7 @@ from voxbatch.config import InboxProfile, Settings
 from voxbatch.emulator import Emulator
 from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.process import ProcessRun
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs as store_jobs
 from voxbatch.store.db import Database, open_database
@@ -210,7 +211,7 @@ def test_daily_cap_against_the_emulator(
                 continue
             pipeline = Pipeline(settings, db)
             (outcome,) = asyncio.run(
-                pipeline.process_paths([clips[i]], profile=profile, out_dir=outbox)
+                ProcessRun(pipeline).process_paths([clips[i]], profile=profile, out_dir=outbox)
             )
             assert outcome.ok and outcome.cost_usd <= estimate
         return waiting

@@ -17,7 +17,7 @@ from tests.conftest import Cli
 from voxbatch.cli.main import main
 from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
-from voxbatch.stages.pipeline import FileOutcome
+from voxbatch.process import FileOutcome
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -25,6 +25,7 @@ from voxbatch.emulator.http_api import estimate_tokens, summarize
 from voxbatch.errors import ConfigError, ProviderError
 from voxbatch.media import audio
 from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.process import ProcessRun
 from voxbatch.prompts import part_chars, split_text
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.summary import SummaryOutcome, run_summary_stages
@@ -68,7 +69,7 @@ def transcribe(settings: Settings, db: Database, clip: Path, out_dir: Path) -> i
     the summary stages are left to each test."""
     profile = summary_profile().model_copy(update={"summary": False})
     outcomes = asyncio.run(
-        Pipeline(settings, db).process_paths([clip], profile=profile, out_dir=out_dir)
+        ProcessRun(Pipeline(settings, db)).process_paths([clip], profile=profile, out_dir=out_dir)
     )
     assert outcomes[0].ok, outcomes[0].error
     assert outcomes[0].job_id is not None

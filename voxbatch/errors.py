@@ -5,6 +5,39 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
+
+
+class ErrorCode(StrEnum):
+    """Why a job failed, as stored in `job.error_class`: the very strings stored before this
+    enum existed (exception class names and a few named outcomes), so no data migration."""
+
+    error = "VoxbatchError"
+    config = "ConfigError"
+    missing_key = "MissingKeyError"
+    database = "DatabaseError"
+    store = "StoreError"
+    input = "InputError"
+    not_audio = "NotAudioError"
+    conversion = "ConversionError"
+    provider = "ProviderError"
+    auth = "AuthError"
+    stream_incomplete = "StreamIncompleteError"
+    answer_timeout = "AnswerTimeoutError"
+    job_not_found = "JobNotFoundError"
+    cancelled = "CancelledError"
+    interrupted = "KeyboardInterrupt"
+    # Outcomes that are not exceptions.
+    file_missing = "FileMissing"
+    needs_review = "NeedsReview"
+    vanished = "Vanished"
+    inbox = "InboxError"
+    abandoned = "Abandoned"
+    duplicate_of_failed = "DuplicateOfFailed"
+
+
+# Failures that depend only on the file's bytes: a copy of the same audio fails the same way.
+CONTENT_ERRORS = frozenset({ErrorCode.input, ErrorCode.not_audio, ErrorCode.conversion})
 
 
 class VoxbatchError(Exception):
@@ -12,6 +45,8 @@ class VoxbatchError(Exception):
 
     `hint` says what the user can do about it; it ends up in error files and CLI output.
     """
+
+    code: ClassVar[ErrorCode] = ErrorCode.error
 
     retryable: bool = False
 
@@ -27,13 +62,19 @@ class VoxbatchError(Exception):
 class ConfigError(VoxbatchError):
     """Invalid or missing configuration (exit code 2)."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.config
+
 
 class MissingKeyError(ConfigError):
     """No Mistral API key could be found."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.missing_key
+
 
 class DatabaseError(VoxbatchError):
     """The database cannot be opened, migrated or written."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.database
 
 
 class StoreFault(StrEnum):
@@ -50,6 +91,8 @@ class StoreError(DatabaseError):
     process holds the lock past the busy timeout, the disk is full, an I/O error, a
     read-only mount. Nothing of the transaction was kept; the daemon waits and retries."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.store
+
     retryable = True
 
     def __init__(self, message: str, *, fault: StoreFault, hint: str = "") -> None:
@@ -60,13 +103,19 @@ class StoreError(DatabaseError):
 class InputError(VoxbatchError):
     """The input file itself is unusable: retrying will not help."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.input
+
 
 class NotAudioError(InputError):
     """ffmpeg cannot read an audio stream from the file."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.not_audio
+
 
 class ConversionError(VoxbatchError):
     """ffmpeg failed or timed out while converting a file that probed fine."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.conversion
 
 
 class ProviderError(VoxbatchError):
@@ -75,6 +124,8 @@ class ProviderError(VoxbatchError):
     `status` is the HTTP status or realtime error code when known; `retry_after` is the
     server's Retry-After in seconds when it sent one.
     """
+
+    code: ClassVar[ErrorCode] = ErrorCode.provider
 
     def __init__(
         self,
@@ -94,18 +145,26 @@ class ProviderError(VoxbatchError):
 class AuthError(ProviderError):
     """The key was refused (401/403): no retry until the key changes."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.auth
+
 
 class StreamIncompleteError(ProviderError):
     """The realtime stream ended, dropped or went silent before `transcription.done`."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.stream_incomplete
 
 
 class AnswerTimeoutError(ProviderError):
     """No answer in time after the request was sent: not resent at once (it may have been
     billed), but the daemon tries the job again in a later round."""
 
+    code: ClassVar[ErrorCode] = ErrorCode.answer_timeout
+
 
 class JobNotFoundError(VoxbatchError):
     """No job matches the id or hash prefix given."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.job_not_found
 
 
 def one_line(error: BaseException | str | None, limit: int = 300) -> str:
@@ -148,3 +207,14 @@ def internal_error(exc: BaseException) -> VoxbatchError:
     return VoxbatchError(
         f"internal error ({type(exc).__name__}: {one_line(exc, 160)}); the log has the details"
     )
+
+
+def error_code(error: BaseException) -> ErrorCode:
+    """The code a job that failed with `error` records."""
+    if isinstance(error, VoxbatchError):
+        return error.code
+    if isinstance(error, KeyboardInterrupt):
+        return ErrorCode.interrupted
+    if type(error).__name__ == "CancelledError":
+        return ErrorCode.cancelled
+    return ErrorCode.error

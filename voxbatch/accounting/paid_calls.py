@@ -1,4 +1,5 @@
-"""One paid HTTP call (chat or speech): retries, and a ledger row for every attempt.
+"""The paid-call ledger: one api_call row per attempt of stt, chat and tts, opened before
+money can be spent and settled with what it cost; and chat/speech calls' retries.
 
 The row is committed as `started` before the request leaves, and finished with what the
 answer says it cost. Retried: 429/5xx and connection failures before an answer. Not retried:
@@ -9,15 +10,13 @@ billed it), nor 4xx. The SDK's own retries stay off: this is the one place that 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
 
-import httpx2
-from mistralai.client import errors as sdk_errors
 from sqlmodel import Session
 from tenacity import (
     RetryCallState,
@@ -26,15 +25,9 @@ from tenacity import (
 from voxbatch.accounting.budget import ASSUMED_SUMMARY_CHARS
 from voxbatch.accounting.prices import chat_charge, stt_charge, tts_charge
 from voxbatch.config import DaemonSettings, Settings
-from voxbatch.errors import (
-    RETRYABLE_STATUS,
-    AnswerTimeoutError,
-    AuthError,
-    ProviderError,
-    one_line,
-    parse_retry_after,
-)
+from voxbatch.errors import StoreError, one_line
 from voxbatch.prompts import tokens_for
+from voxbatch.providers.http_errors import classify
 from voxbatch.retries import provider_retrying
 from voxbatch.store import calls, jobs, transcripts
 from voxbatch.store.db import Database
@@ -44,11 +37,6 @@ from voxbatch.store.models import (
 )
 
 T = TypeVar("T")
-
-# Failures before any byte of the request can have reached the server: nothing was billed.
-_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteError)
-# The connection broke before an answer: retried (a reset), but the cost is uncertain.
-_LOST = (httpx2.ReadError, httpx2.RemoteProtocolError)
 
 
 @dataclass(frozen=True)
@@ -62,6 +50,7 @@ class Settlement:
     output_tokens: int | None = None
     characters: int | None = None
     request_id: str | None = None
+    audio_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,87 +68,6 @@ class PaidCall(Generic[T]):
     uncertain: Callable[[], Settlement]
 
 
-@dataclass(frozen=True)
-class _Failure:
-    error: ProviderError
-    outcome: str
-    charged: bool  # whether the request may have been processed (and billed)
-
-
-def classify(exc: BaseException, kind: str, timeout_s: float) -> _Failure | None:
-    """The ProviderError a chat or speech failure becomes; None for errors that are bugs."""
-    if isinstance(exc, sdk_errors.MistralError):
-        status = exc.status_code
-        detail = _detail(exc.body)
-        if status in (401, 403):
-            return _Failure(
-                AuthError(
-                    f"Mistral refused the API key for {kind} (HTTP {status})",
-                    status=status,
-                    hint="check MISTRAL_API_KEY (or the key file / systemd credential)",
-                ),
-                f"http_{status}",
-                False,
-            )
-        return _Failure(
-            ProviderError(
-                f"{kind} request failed: HTTP {status}" + (f": {detail}" if detail else ""),
-                status=status,
-                retry_after=parse_retry_after(exc.headers.get("retry-after")),
-                retryable=status in RETRYABLE_STATUS,
-            ),
-            f"http_{status}",
-            False,
-        )
-    if isinstance(exc, _NOT_SENT):
-        return _Failure(
-            ProviderError(f"cannot reach Mistral for {kind}: {one_line(exc)}", retryable=True),
-            "connect_error",
-            False,
-        )
-    if isinstance(exc, _LOST):
-        return _Failure(
-            ProviderError(
-                f"the connection broke before the {kind} answer: {one_line(exc)}", retryable=True
-            ),
-            "connection_lost",
-            True,
-        )
-    if isinstance(exc, httpx2.TimeoutException):
-        return _Failure(
-            AnswerTimeoutError(
-                f"no {kind} answer within {timeout_s:g} s",
-                retryable=False,
-                hint="not retried at once: the request may have been processed and billed; "
-                "`voxbatch retry` resumes it",
-            ),
-            "timeout",
-            True,
-        )
-    if isinstance(exc, sdk_errors.ResponseValidationError | sdk_errors.NoResponseError):
-        return _Failure(
-            ProviderError(f"unreadable {kind} answer: {one_line(exc)}", retryable=False),
-            "invalid_response",
-            True,
-        )
-    return None
-
-
-def _detail(body: str | None) -> str:
-    """The message inside Mistral's error body ({"message": ...} or {"detail": ...})."""
-    if not body:
-        return ""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return one_line(body, 200)
-    if isinstance(data, dict):
-        for key in ("message", "detail"):
-            if isinstance(data.get(key), str):
-                return one_line(data[key], 200)
-    return one_line(body, 200)
-
-
 async def call_with_retries(
     db: Database,
     daemon: DaemonSettings,
@@ -170,16 +78,15 @@ async def call_with_retries(
 ) -> T:
     """Send `call`, retrying as the module says; every attempt leaves an api_call row."""
 
-    def before_sleep(state: RetryCallState) -> None:
+    async def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        with db.write() as session:
-            jobs.add_event(
-                session,
-                "retry_scheduled",
-                f"{call.kind} attempt {state.attempt_number} failed ({one_line(exc)}); "
-                f"retrying in {state.upcoming_sleep:.1f} s",
-                job_id=job_id,
-            )
+        detail = (
+            f"{call.kind} attempt {state.attempt_number} failed ({one_line(exc)}); "
+            f"retrying in {state.upcoming_sleep:.1f} s"
+        )
+        await db.write_through_faults(
+            lambda session: jobs.add_event(session, "retry_scheduled", detail, job_id=job_id)
+        )
 
     retrying = provider_retrying(daemon, before_sleep)
     async for attempt in retrying:
@@ -189,10 +96,7 @@ async def call_with_retries(
 
 
 async def _attempt(db: Database, job_id: int | None, call: PaidCall[T], timeout_s: float) -> T:
-    with db.write() as session:
-        row = calls.start_call(session, job_id=job_id, kind=call.kind, model=call.model)
-        call_id = row.id
-    assert call_id is not None
+    call_id = await open_call(db, job_id=job_id, kind=call.kind, model=call.model)
     try:
         result = await call.send()
     except BaseException as exc:
@@ -204,15 +108,63 @@ async def _attempt(db: Database, job_id: int | None, call: PaidCall[T], timeout_
         else:
             outcome, charged = failure.outcome, failure.charged
         settlement = call.uncertain() if charged else _nothing(call)
-        with db.write() as session:
-            _finish(session, call_id, outcome, settlement, one_line(exc, 500))
+        await close_call(db, call_id, outcome, settlement, one_line(exc, 500), stopping=exc)
         if failure is not None:
             raise failure.error from exc
         raise
-    settlement = call.settle(result)
-    with db.write() as session:
-        _finish(session, call_id, "ok", settlement, None)
+    await close_call(db, call_id, "ok", call.settle(result), None)
     return result
+
+
+async def open_call(
+    db: Database,
+    *,
+    job_id: int | None,
+    kind: str,
+    model: str,
+    also: Callable[[Session], None] | None = None,
+) -> int:
+    """The ledger row of one paid attempt (stt, chat or tts), committed `started` before any
+    money can be spent; `also` joins the same transaction. While the store refuses the row,
+    nothing is sent, so nothing is bought."""
+
+    def start(session: Session) -> int | None:
+        row = calls.start_call(session, job_id=job_id, kind=kind, model=model)
+        if also is not None:
+            also(session)
+        return row.id
+
+    call_id = await db.write_through_faults(start)
+    assert call_id is not None
+    return call_id
+
+
+async def close_call(
+    db: Database,
+    call_id: int,
+    outcome: str,
+    settlement: Settlement,
+    error_detail: str | None,
+    *,
+    also: Callable[[Session], None] | None = None,
+    stopping: BaseException | None = None,
+) -> None:
+    """Settle a paid attempt with what it cost; `also` joins the same transaction.
+
+    Retried through store faults: the server has answered (and billed), so its row is never
+    lost. When voxbatch is stopping (`stopping` is a cancellation) it is tried once; a row
+    left `started` is settled by the next start's recovery."""
+
+    def finish(session: Session) -> None:
+        _finish(session, call_id, outcome, settlement, error_detail)
+        if also is not None:
+            also(session)
+
+    if isinstance(stopping, asyncio.CancelledError | KeyboardInterrupt):
+        with contextlib.suppress(StoreError):
+            await asyncio.shield(db.write_async(finish))
+        return
+    await db.write_through_faults(finish)
 
 
 def _nothing(call: PaidCall[T]) -> Settlement:

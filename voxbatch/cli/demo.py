@@ -15,6 +15,7 @@ from voxbatch.config import MistralSettings, Settings
 from voxbatch.emulator import EmulatorConfig, running_emulator
 from voxbatch.errors import InputError
 from voxbatch.ops import reports
+from voxbatch.process import ProcessRun
 from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, transcripts
@@ -50,14 +51,12 @@ def run_demo(samples: Path | None, *, keep: bool = False) -> int:
             settings = Settings(home=home, mistral=MistralSettings(base_url=emulator.base_url))
             db = open_database(settings.db_path)
             client = ClientSettings(api_key="demo", base_url=emulator.base_url)
+            reporter = StderrReporter(len(clips))
             pipeline = Pipeline(
-                settings,
-                db,
-                transcriber=lambda: RealtimeTranscriber(client),
-                reporter=StderrReporter(len(clips)),
+                settings, db, transcriber=lambda: RealtimeTranscriber(client), reporter=reporter
             )
             outcomes = asyncio.run(
-                pipeline.process_paths(
+                ProcessRun(pipeline, reporter).process_paths(
                     clips, profile=settings.inbox[0], out_dir=settings.folder("outbox")
                 )
             )

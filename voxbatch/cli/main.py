@@ -97,6 +97,7 @@ def process(
     """Transcribe FILES now; the originals stay where they are. Exits 1 if any failed."""
     from voxbatch.cli.progress import StderrReporter
     from voxbatch.errors import display_path
+    from voxbatch.process import ProcessRun
     from voxbatch.stages.pipeline import Pipeline
 
     settings = app.settings
@@ -121,8 +122,9 @@ def process(
     if dry_run:
         _print_estimates(settings, profile, files, as_json)
         return
-    pipeline = Pipeline(settings, app.db, reporter=StderrReporter(len(files)))
-    outcomes = asyncio.run(pipeline.process_paths(list(files), profile=profile, out_dir=target))
+    reporter = StderrReporter(len(files))
+    run = ProcessRun(Pipeline(settings, app.db, reporter=reporter), reporter)
+    outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {
             "file": display_path(o.path),

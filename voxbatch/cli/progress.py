@@ -11,7 +11,7 @@ import click
 
 from voxbatch.accounting.prices import format_usd
 from voxbatch.errors import display_path
-from voxbatch.stages.pipeline import FileOutcome
+from voxbatch.process import FileOutcome
 
 
 class StderrReporter:

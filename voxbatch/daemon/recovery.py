@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from voxbatch.accounting.paid_calls import settle_abandoned_calls
 from voxbatch.accounting.prices import stt_charge
 from voxbatch.config import Settings
+from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
 from voxbatch.store import jobs, transcripts
@@ -74,12 +75,13 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
                     )  # fmt: skip
                     done.append(Reconciled(job_id, "file missing"))
                     continue
-                job.error_class = "FileMissing"
-                job.error_message = (
+                jobs.fail(
+                    session,
+                    job,
+                    ErrorCode.file_missing,
                     f"the file is neither at {src} nor at {dst} (removed or replaced while "
-                    "voxbatch was stopped)"
+                    "voxbatch was stopped)",
                 )
-                jobs.set_state(session, job, JobState.failed, detail=job.error_message)
             done.append(Reconciled(job_id, "file missing"))
             continue
         with db.write() as session:
@@ -166,14 +168,15 @@ def _recover(session: Session, settings: Settings, job: Job) -> str:
         and transcripts.transcript_for(session, job) is None
         and redo > Decimal(settings.daemon.review_above_usd)
     ):
-        job.lease_owner = job.lease_expires_at = None
-        job.error_class = "NeedsReview"
-        job.error_message = (
+        jobs.fail(
+            session,
+            job,
+            ErrorCode.needs_review,
             f"its worker stopped during a paid transcription whose result is unknown; "
             f"buying it again would cost about ${redo} (above review_above_usd "
-            f"${settings.daemon.review_above_usd}) — `voxbatch retry {job.id}` to buy it again"
+            f"${settings.daemon.review_above_usd}) — `voxbatch retry {job.id}` to buy it again",
+            state=JobState.needs_review,
         )
-        jobs.set_state(session, job, JobState.needs_review, detail=job.error_message)
         return "needs_review"
     requeue(session, job, reason="its worker stopped before finishing; queued again")
     return "requeued"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mistralai.client import Mistral
+from sqlmodel import Session
 
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import VoxbatchError
@@ -71,22 +72,19 @@ async def run_summary_stages(
     ConfigError for a missing ref_audio clip); whatever was bought before stays saved.
     """
     recipe = summary_recipe(settings, profile.summary_prompt)
-    with db.read() as session:
-        job = session.get_one(Job, job_id)
-        primary_id = job.duplicate_of
+    primary_id = await db.read_async(lambda session: session.get_one(Job, job_id).duplicate_of)
     if primary_id is not None:
         # A copy waits for the job buying this audio's summary rather than buy it twice.
         await _wait_for_primary(db, primary_id, recipe, poll_s)
 
-    with db.write() as session:
+    def begin(session: Session) -> tuple[str, str | None, str, Summary | None]:
         job = session.get_one(Job, job_id)
         transcript = transcripts.transcript_for(session, job)
         if transcript is None:
             raise VoxbatchError(f"job {job_id} has no transcript yet: nothing to summarise")
         text = transcript.text
         language = transcript.language or job.language or profile.language
-        source_name, sha = job.source_name, job.content_sha256
-        existing = summaries.summary_for(session, sha, recipe)
+        existing = summaries.summary_for(session, job.content_sha256, recipe)
         jobs.set_state(
             session,
             job,
@@ -96,6 +94,9 @@ async def run_summary_stages(
             if existing
             else f"summarising {len(text)} characters",
         )
+        return text, language, job.source_name, existing
+
+    text, language, source_name, existing = await db.write_through_faults(begin)
     speaks = bool(text.strip())
     # Read the voice (and a reference clip) once, first: a missing clip should not be found
     # after paying for the summary.
@@ -118,11 +119,26 @@ async def run_summary_stages(
             await _spoken(settings, db, client, job_id, profile, summary, voice)
             bought_speech = True
 
-    with db.read() as session:
-        summary = session.get_one(Summary, summary.id)
-        session.expunge(summary)
-    return _write_files(
-        db, job_id, profile, out_dir, stem, source_name, summary, bought_summary, bought_speech
+    summary_id = summary.id
+
+    def reread(session: Session) -> Summary:
+        found = session.get_one(Summary, summary_id)
+        session.expunge(found)
+        return found
+
+    summary = await db.read_async(reread)
+    # Files and their event in a store thread: no disk I/O on the event loop either.
+    return await db.run(
+        _write_files,
+        db,
+        job_id,
+        profile,
+        out_dir,
+        stem,
+        source_name,
+        summary,
+        bought_summary,
+        bought_speech,
     )
 
 
@@ -145,7 +161,8 @@ async def _written(
         summary_text, model, parts = chat.text, chat.model, chat.parts
     else:
         summary_text, model, parts = EMPTY_TRANSCRIPT, settings.mistral.chat_model, 0
-    with db.write() as session:
+
+    def save(session: Session) -> Summary:
         job = session.get_one(Job, job_id)
         summary = summaries.save_summary(
             session,
@@ -165,7 +182,9 @@ async def _written(
             job_id=job_id,
         )
         session.expunge(summary)
-    return summary, bool(text.strip())
+        return summary
+
+    return await db.write_through_faults(save), bool(text.strip())
 
 
 async def _spoken(
@@ -178,15 +197,13 @@ async def _spoken(
     voice: Voice,
 ) -> None:
     assert summary.id is not None
-    with db.write() as session:
-        jobs.set_state(
-            session,
-            session.get_one(Job, job_id),
-            JobState.summarizing,
-            stage="speech",
-            detail=f"speaking {len(summary.text)} characters ({voice.label}, "
-            f"{profile.speech_format})",
-        )
+    detail = f"speaking {len(summary.text)} characters ({voice.label}, {profile.speech_format})"
+
+    def speaking(session: Session) -> None:
+        job = session.get_one(Job, job_id)
+        jobs.set_state(session, job, JobState.summarizing, stage="speech", detail=detail)
+
+    await db.write_through_faults(speaking)
     speech = await synthesize(
         settings,
         db,
@@ -196,10 +213,12 @@ async def _spoken(
         voice=voice,
         response_format=profile.speech_format,
     )
-    with db.write() as session:
+    summary_id = summary.id
+
+    def save(session: Session) -> None:
         summaries.save_speech(
             session,
-            summary.id,
+            summary_id,
             job_id=job_id,
             audio=speech.audio,
             fmt=speech.format,
@@ -209,6 +228,8 @@ async def _spoken(
         jobs.add_event(
             session, "speech_saved", f"{len(speech.audio)} bytes of {speech.format}", job_id=job_id
         )
+
+    await db.write_through_faults(save)
 
 
 def _speech_matches(
@@ -260,14 +281,18 @@ def _write_files(
 
 async def _wait_for_primary(db: Database, primary_id: int, recipe: str, poll_s: float) -> None:
     """Until the primary job ends, has its summary and speech, or its worker is gone."""
-    while True:
-        with db.read() as session:
-            primary = session.get_one(Job, primary_id)
-            if primary.state in TERMINAL_STATES:
-                return
-            summary = summaries.summary_for(session, primary.content_sha256, recipe)
-            if summary is not None and summary.speech_audio is not None:
-                return
-            if primary.lease_expires_at is None or primary.lease_expires_at < utcnow():
-                return  # nobody is working on it (any more): this job buys what is missing
+
+    def settled(session: Session) -> bool:
+        primary = session.get_one(Job, primary_id)
+        if primary.state in TERMINAL_STATES:
+            return True
+        summary = summaries.summary_for(session, primary.content_sha256, recipe)
+        if summary is not None and summary.speech_audio is not None:
+            return True
+        # Nobody is working on it (any more): this job buys what is missing.
+        return primary.lease_expires_at is None or primary.lease_expires_at < utcnow()
+
+    while True:  # another process's job: there is no event to wait on, only its rows
+        if await db.read_async(settled):
+            return
         await asyncio.sleep(poll_s)

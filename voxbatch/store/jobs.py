@@ -13,7 +13,9 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from voxbatch.errors import (
+    ErrorCode,
     JobNotFoundError,
+    error_code,
     one_line,
 )
 from voxbatch.store.models import (
@@ -114,9 +116,30 @@ def set_state(
 
 
 def fail_job(session: Session, job: Job, error: BaseException, *, hint: str = "") -> None:
-    job.error_class = type(error).__name__
-    job.error_message = one_line(error) + (f" — {hint}" if hint else "")
-    set_state(session, job, JobState.failed, detail=job.error_message)
+    fail(session, job, error_code(error), one_line(error) + (f" — {hint}" if hint else ""))
+
+
+def fail(
+    session: Session, job: Job, code: ErrorCode, message: str, *, state: JobState = JobState.failed
+) -> None:
+    """The job ends (failed, or needs_review) for `code`; `message` says why, to users."""
+    job.error_class, job.error_message = code, message
+    if state == JobState.needs_review:
+        job.lease_owner = job.lease_expires_at = None
+    set_state(session, job, state, detail=message)
+
+
+def release(job: Job) -> None:
+    """No worker holds the job any more."""
+    job.lease_owner = job.lease_expires_at = None
+
+
+def reopen(job: Job) -> None:
+    """A failed job taken up again (`voxbatch retry`): its end and its rounds are forgotten."""
+    job.final_path = None
+    job.requeues = 0
+    job.error_class = job.error_message = None
+    job.finished_at = None
 
 
 def events_for(session: Session, job_id: int) -> list[Event]:

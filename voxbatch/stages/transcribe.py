@@ -1,0 +1,361 @@
+"""Transcribe one job: probe, then stream through the realtime API with retries.
+
+Every step that matters is written to the database before the next one starts: the `stt` call
+row is committed before any audio is sent, and the transcript, the call's cost and the job's
+state commit together when `transcription.done` arrives (retried through store faults: a
+transcription the server finished is never lost or bought again because the disk was full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sqlmodel import Session
+from tenacity import (
+    RetryCallState,
+)
+
+from voxbatch.accounting.paid_calls import Settlement, close_call, open_call
+from voxbatch.accounting.prices import stt_charge
+from voxbatch.config import InboxProfile, Settings
+from voxbatch.errors import (
+    AuthError,
+    ProviderError,
+    StoreError,
+    StreamIncompleteError,
+    VoxbatchError,
+    one_line,
+)
+from voxbatch.media import audio
+from voxbatch.providers.realtime import (
+    RealtimeTranscriber,
+    StreamOptions,
+    StreamProgress,
+    StreamResult,
+)
+from voxbatch.retries import provider_retrying
+from voxbatch.store import jobs, transcripts
+from voxbatch.store.db import Database
+from voxbatch.store.models import CallKind, Job, JobState
+from voxbatch.store.queue import renew_leases
+from voxbatch.store.workers import owner_name
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """Who watches the audio go out (the command line's progress bars)."""
+
+    def started(self, path: Path, duration_s: float | None) -> None: ...
+    def advanced(self, path: Path, seconds: float) -> None: ...
+
+
+class NoProgress:
+    def started(self, path: Path, duration_s: float | None) -> None:
+        pass
+
+    def advanced(self, path: Path, seconds: float) -> None:
+        pass
+
+
+@dataclass
+class RunState:
+    """What the jobs of one run share: the worker's identity, a refused key, and who is
+    waiting on whom (`voxbatch process`)."""
+
+    owner: str = field(default_factory=owner_name)
+    finished: dict[int, asyncio.Event] = field(default_factory=dict)
+    auth_error: AuthError | None = None
+
+
+class TranscriptionStage:
+    """Probe and stream one job's audio; the caller decides what a failure means."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        ffmpeg: str,
+        run: RunState,
+        reporter: Progress,
+        transcriber: Callable[[], RealtimeTranscriber],
+        connected: Callable[[], Callable[[], None] | None],
+    ) -> None:
+        self.settings, self.db, self.ffmpeg = settings, db, ffmpeg
+        self._run = run
+        self.reporter = reporter
+        self._transcriber = transcriber
+        self._connected = connected
+
+    @property
+    def transcriber(self) -> RealtimeTranscriber:
+        return self._transcriber()
+
+    @property
+    def on_connected(self) -> Callable[[], None] | None:
+        return self._connected()
+
+    async def transcribe(self, job_id: int, path: Path, profile: InboxProfile) -> None:
+        """Probe and transcribe with retries, under a renewed lease; raises when it fails.
+
+        The caller decides what a failure means for the job (failed now, or back to the queue).
+        """
+        heartbeat = asyncio.create_task(self.heartbeat(job_id))
+        try:
+
+            def converting(session: Session) -> None:
+                job = session.get_one(Job, job_id)
+                jobs.set_state(session, job, JobState.converting, stage="probe")
+
+            await self.db.write_through_faults(converting)
+            info = await audio.probe(path, ffmpeg=self.ffmpeg)
+
+            def streaming(session: Session) -> None:
+                job = session.get_one(Job, job_id)
+                job.audio_seconds = info.duration_seconds
+                jobs.set_state(
+                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
+                )
+
+            await self.db.write_through_faults(streaming)
+            self.reporter.started(path, info.duration_seconds)
+            await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
+        except AuthError as exc:
+            self._run.auth_error = exc
+            raise
+        finally:
+            await stop_task(heartbeat)
+
+    async def heartbeat(self, job_id: int) -> None:
+        lease = self.settings.daemon.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            # A store fault is the daemon's to report; the next beat tries again.
+            with contextlib.suppress(StoreError):
+                await self.db.run(renew_leases, self.db, self._run.owner, [job_id], lease,
+                                  writes=True)  # fmt: skip
+
+    async def _transcribe_with_retries(
+        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    ) -> StreamResult:
+        daemon = self.settings.daemon
+
+        async def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            detail = (
+                f"attempt {state.attempt_number} failed ({exc}); "
+                f"retrying in {state.upcoming_sleep:.1f} s"
+            )
+            await self.db.write_through_faults(
+                lambda session: jobs.add_event(session, "retry_scheduled", detail, job_id=job_id)
+            )
+
+        retrying = provider_retrying(daemon, before_sleep)
+        async for attempt in retrying:
+            with attempt:
+                if self._run.auth_error is not None:
+                    raise self._run.auth_error
+                return await self._attempt(job_id, path, profile, duration)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(
+        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    ) -> StreamResult:
+        model = self.settings.mistral.transcription_model
+        prices = self.settings.prices
+
+        def count_attempt(session: Session) -> None:
+            job = session.get_one(Job, job_id)
+            job.attempts += 1
+            jobs.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
+
+        call_id = await open_call(
+            self.db, job_id=job_id, kind=CallKind.stt, model=model, also=count_attempt
+        )
+        options = StreamOptions(
+            model=model,
+            language=profile.language,
+            context_bias=profile.context_bias,
+            diarize=profile.diarize,
+            target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
+            pace=self.settings.daemon.pace,
+        )
+        progress = StreamProgress(on_connected=self.on_connected)
+        live = _LiveText(self.db, job_id)
+        flusher = asyncio.create_task(live.run())
+        pcm = self._counted(
+            path,
+            audio.stream_pcm(
+                path,
+                ffmpeg=self.ffmpeg,
+                chunk_bytes=chunk_bytes_for(self.settings.daemon.pace),
+                timeout_s=_conversion_timeout(duration),
+            ),
+        )
+        try:
+            result = await self.transcriber.transcribe(
+                pcm,
+                options,
+                progress=progress,
+                on_delta=live.append,
+                deadline_s=_deadline(duration, self.settings.daemon.pace),
+            )
+        except BaseException as exc:
+            await stop_task(flusher)
+            error: BaseException = exc
+            # What was sent may have been billed: the audio streamed so far, as an estimate.
+            billed = math.ceil(progress.seconds_sent)
+            charge = stt_charge(prices, model, billed)
+            await close_call(
+                self.db,
+                call_id,
+                _outcome(error),
+                Settlement(
+                    charge.cost_usd,
+                    charge.price_basis,
+                    estimated=billed > 0,
+                    audio_seconds=billed,
+                    request_id=progress.request_id,
+                ),
+                one_line(error, 500),
+                also=lambda session: jobs.add_event(
+                    session, "stream_failed", one_line(error), job_id=job_id
+                ),
+                stopping=error,
+            )
+            raise
+        await stop_task(flusher)
+        charge = stt_charge(prices, model, result.billed_audio_seconds)
+
+        def record(session: Session) -> None:
+            job = session.get_one(Job, job_id)
+            job.partial_text = None
+            # Another worker may have bought the same audio meanwhile: keep the first copy,
+            # but this call was paid all the same and stays in the ledger.
+            if transcripts.transcript_for(session, job) is None:
+                transcripts.save_transcript(
+                    session,
+                    job,
+                    model=result.model or model,
+                    text=result.text,
+                    language=result.language,
+                    audio_seconds=audio.pcm_seconds(result.bytes_sent),
+                    segments=result.segments,
+                )
+            job.language = result.language
+            job.audio_seconds = audio.pcm_seconds(result.bytes_sent)
+            jobs.set_state(
+                session,
+                job,
+                JobState.transcribed,
+                stage="publish",
+                detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
+                f"{result.billed_audio_seconds} s billed",
+            )
+
+        # The server has answered and billed: the result waits here (in memory) for as long
+        # as the store refuses it, and is never bought again because the disk was full.
+        await close_call(
+            self.db,
+            call_id,
+            "ok",
+            Settlement(
+                charge.cost_usd,
+                charge.price_basis,
+                estimated=not result.usage_reported,
+                audio_seconds=result.billed_audio_seconds,
+                request_id=result.request_id,
+            ),
+            None,
+            also=record,
+        )
+        return result
+
+    async def _counted(
+        self, path: Path, chunks: AsyncGenerator[bytes, None]
+    ) -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(chunks):  # closing us closes ffmpeg's reader too
+            async for chunk in chunks:
+                self.reporter.advanced(path, audio.pcm_seconds(len(chunk)))
+                yield chunk
+
+
+class _LiveText:
+    """The deltas received so far, written to the job once a second for `tail --follow`."""
+
+    def __init__(self, db: Database, job_id: int, interval: float = 1.0) -> None:
+        self.db, self.job_id, self.interval = db, job_id, interval
+        self.parts: list[str] = []
+        self._written = -1
+
+    def append(self, text: str) -> None:
+        self.parts.append(text)
+
+    async def run(self) -> None:
+        while True:
+            if len(self.parts) != self._written:
+                written, text = len(self.parts), "".join(self.parts)
+
+                def save(session: Session, text: str = text) -> None:
+                    session.get_one(Job, self.job_id).partial_text = text
+
+                with contextlib.suppress(StoreError):  # best effort: the next second tries again
+                    await self.db.write_async(save)
+                    self._written = written
+            await asyncio.sleep(self.interval)
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def chunk_bytes_for(pace: float) -> int:
+    """Whole 262,144-byte messages when unpaced; ~200 ms of wall time per message when paced."""
+    if pace <= 0:
+        return audio.MAX_CHUNK_BYTES
+    size = int(audio.PCM_BYTES_PER_SECOND * 0.2 * pace) // 2 * 2
+    return max(640, min(audio.MAX_CHUNK_BYTES, size))
+
+
+def _conversion_timeout(duration: float | None) -> float:
+    """Time ffmpeg may make us wait in all (decoding runs at 100x real time and more)."""
+    return 120 + (duration or 3600)
+
+
+def _deadline(duration: float | None, pace: float) -> float | None:
+    """Generous: the idle timeout catches stuck servers; this catches endless trickles."""
+    if duration is None:
+        return None
+    sending = duration / pace if pace > 0 else 0.0
+    return sending + duration * 2 + 300
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, StreamIncompleteError):
+        return "incomplete"
+    if isinstance(exc, ProviderError):
+        if exc.status is None:
+            return "provider_error"
+        return f"http_{exc.status}" if 100 <= exc.status < 600 else f"error_{exc.status}"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return "cancelled"
+    if isinstance(exc, VoxbatchError):
+        return type(exc).__name__
+    return "error"
+
+
+def _describe(info: audio.AudioInfo) -> str:
+    duration = (
+        "unknown length" if info.duration_seconds is None else f"{info.duration_seconds:.1f} s"
+    )
+    return f"{info.format_name} {info.audio_codec}, {duration}"
