@@ -92,6 +92,8 @@ def test_demo_prints_jobs_and_a_transcript() -> None:
     assert re.search(r"\[\s*\d+\.\d\d – \s*\d+\.\d\d\] \w+", result.stdout)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # six subprocesses, each importing the SDK
 def test_emulator_in_its_own_process_then_process_search_costs(
     tmp_path: Path, samples: list[Path], isolated_env: Path
 ) -> None:

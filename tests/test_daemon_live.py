@@ -80,6 +80,8 @@ def test_temp_then_rename_and_partial_names(emulator: Emulator, home: Path, spaw
     assert len(emulator.records.sessions) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # its own: a thousand files on a 2-core machine
 def test_a_burst_of_1000_files_none_lost_or_duplicated(
     emulator: Emulator, home: Path, spawn
 ) -> None:
