@@ -64,7 +64,8 @@ from voxbatch.ingest.scan import (
 from voxbatch.ingest.watch import Supervisor, needs_polling
 from voxbatch.logs import REDACTOR
 from voxbatch.media import audio
-from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
+from voxbatch.providers.base import TranscriberFactory
+from voxbatch.providers.realtime import default_transcriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts, workers
 from voxbatch.store.db import Database

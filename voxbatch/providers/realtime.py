@@ -416,10 +416,7 @@ def _result(
     )
 
 
-TranscriberFactory = Callable[[], RealtimeTranscriber]
-
-
-def default_transcriber(settings: Settings) -> TranscriberFactory:
+def default_transcriber(settings: Settings) -> Callable[[], RealtimeTranscriber]:
     def make() -> RealtimeTranscriber:
         return RealtimeTranscriber(
             ClientSettings(

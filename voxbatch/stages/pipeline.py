@@ -21,9 +21,8 @@ from voxbatch.errors import (
     display_path,
 )
 from voxbatch.media.ffmpeg import find_ffmpeg
+from voxbatch.providers.base import Transcriber, TranscriberFactory
 from voxbatch.providers.realtime import (
-    RealtimeTranscriber,
-    TranscriberFactory,
     default_transcriber,
 )
 from voxbatch.stages.publish import document_for, write_outputs
@@ -49,7 +48,7 @@ class Pipeline:
         self.settings = settings
         self.db = db
         self._make_transcriber = transcriber or default_transcriber(settings)
-        self._transcriber: RealtimeTranscriber | None = None
+        self._transcriber: Transcriber | None = None
         self.reporter: Progress = reporter or NoProgress()
         self.ffmpeg = find_ffmpeg(settings.ffmpeg)
         # A model without a price would be noticed only after paying for it: refuse now.
@@ -71,7 +70,7 @@ class Pipeline:
         )
 
     @property
-    def transcriber(self) -> RealtimeTranscriber:
+    def transcriber(self) -> Transcriber:
         if self._transcriber is None:
             self._transcriber = self._make_transcriber()
         return self._transcriber

@@ -34,8 +34,8 @@ from voxbatch.errors import (
     one_line,
 )
 from voxbatch.media import audio
+from voxbatch.providers.base import Transcriber, TranscriberFactory
 from voxbatch.providers.realtime import (
-    RealtimeTranscriber,
     StreamOptions,
     StreamProgress,
     StreamResult,
@@ -86,7 +86,7 @@ class TranscriptionStage:
         ffmpeg: str,
         run: RunState,
         reporter: Progress,
-        transcriber: Callable[[], RealtimeTranscriber],
+        transcriber: TranscriberFactory,
         connected: Callable[[], Callable[[], None] | None],
     ) -> None:
         self.settings, self.db, self.ffmpeg = settings, db, ffmpeg
@@ -96,7 +96,7 @@ class TranscriptionStage:
         self._connected = connected
 
     @property
-    def transcriber(self) -> RealtimeTranscriber:
+    def transcriber(self) -> Transcriber:
         return self._transcriber()
 
     @property
