@@ -8,21 +8,22 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from voxbatch.config import Settings, load_settings
 from voxbatch.errors import ConfigError, VoxbatchError
-from voxbatch.logs import configure_logging
-from voxbatch.store.db import Database, open_database
+
+if TYPE_CHECKING:
+    from voxbatch.config import Settings
+    from voxbatch.store.db import Database
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
 
 
 @dataclass
 class App:
-    """Per-invocation state: settings and database are opened on first use."""
+    """Per-invocation state: settings and database are opened (and imported) on first use."""
 
     config_file: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -32,6 +33,9 @@ class App:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from voxbatch.config import load_settings
+            from voxbatch.logs import configure_logging
+
             self._settings = load_settings(config_file=self.config_file, overrides=self.overrides)
             secret = None
             with contextlib.suppress(VoxbatchError):
@@ -42,6 +46,8 @@ class App:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from voxbatch.store.db import open_database
+
             self._db = open_database(self.settings.db_path)
         return self._db
 

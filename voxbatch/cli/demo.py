@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import click
 
-from voxbatch.cli.progress import StderrReporter
 from voxbatch.cli.render import segment_line, table
-from voxbatch.config import MistralSettings, Settings
-from voxbatch.emulator import EmulatorConfig, running_emulator
 from voxbatch.errors import InputError
-from voxbatch.ops import reports
-from voxbatch.process import ProcessRun
-from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
-from voxbatch.stages.pipeline import Pipeline
-from voxbatch.store import jobs, transcripts
-from voxbatch.store.db import open_database
-from voxbatch.store.models import Job
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".m4a", ".flac", ".mp4", ".webm", ".aac"}
+
+
+@click.command()
+@click.option(
+    "--samples",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of clips to process (default: the bundled sample_audio/).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary home and print where it is.")
+def demo(samples: Path | None, keep: bool) -> None:
+    """Try the whole pipeline offline: built-in emulator, sample clips, temporary home."""
+    sys.exit(run_demo(samples, keep=keep))
 
 
 def bundled_samples() -> Path:
     """sample_audio/ beside the package (a checkout or editable install), else ./sample_audio."""
     for candidate in (
-        Path(__file__).resolve().parent.parent / "sample_audio",
+        Path(__file__).resolve().parents[2] / "sample_audio",
         Path("sample_audio"),
     ):
         if candidate.is_dir():
@@ -40,6 +40,21 @@ def bundled_samples() -> Path:
 
 
 def run_demo(samples: Path | None, *, keep: bool = False) -> int:
+    import asyncio
+    import shutil
+    import tempfile
+
+    from voxbatch.cli.progress import StderrReporter
+    from voxbatch.config import MistralSettings, Settings
+    from voxbatch.emulator import EmulatorConfig, running_emulator
+    from voxbatch.ops import reports
+    from voxbatch.process import ProcessRun
+    from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
+    from voxbatch.stages.pipeline import Pipeline
+    from voxbatch.store import jobs, transcripts
+    from voxbatch.store.db import open_database
+    from voxbatch.store.models import Job
+
     folder = samples or bundled_samples()
     clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not clips:

@@ -7,15 +7,9 @@ import time
 
 import click
 
-from voxbatch.accounting.prices import format_usd
 from voxbatch.cli.app import EXIT_FAILED, App, json_option
 from voxbatch.cli.render import emit_json, table
 from voxbatch.errors import VoxbatchError
-from voxbatch.ops import status as ops_status
-from voxbatch.stages import retry as stages_retry
-from voxbatch.store import jobs as store_jobs
-from voxbatch.store import transcripts
-from voxbatch.store.models import TERMINAL_STATES, Job
 
 
 @click.command()
@@ -23,6 +17,9 @@ from voxbatch.store.models import TERMINAL_STATES, Job
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Queue depth, jobs in progress and waiting, failures, spend, and the provider's state."""
+    from voxbatch.accounting.prices import format_usd
+    from voxbatch.ops import status as ops_status
+
     with app.db.read() as session:
         data = ops_status.status_report(session, app.settings)
     if as_json:
@@ -57,6 +54,8 @@ def status(app: App, as_json: bool) -> None:
 @click.pass_obj
 def why(app: App, path: str, as_json: bool) -> None:
     """Everything voxbatch decided about the file at PATH (or with that name)."""
+    from voxbatch.ops import status as ops_status
+
     with app.db.read() as session:
         story = ops_status.why(session, path)
         jobs = [
@@ -100,6 +99,10 @@ def why(app: App, path: str, as_json: bool) -> None:
 @click.pass_obj
 def tail(app: App, job: str, follow: bool, interval: float) -> None:
     """The partial transcript of JOB while it is streaming (the final one once done)."""
+    from voxbatch.store import jobs as store_jobs
+    from voxbatch.store import transcripts
+    from voxbatch.store.models import TERMINAL_STATES
+
     shown = 0
     announced = ""
     while True:
@@ -133,6 +136,9 @@ def tail(app: App, job: str, follow: bool, interval: float) -> None:
 @click.pass_obj
 def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:
     """Queue failed or needs-review JOBs again (their originals go back to work/)."""
+    from voxbatch.stages import retry as stages_retry
+    from voxbatch.store import jobs as store_jobs
+
     if not jobs and not all_failed:
         raise click.UsageError("name at least one JOB, or use --failed")
     with app.db.read() as session:
@@ -177,6 +183,3 @@ def doctor(app: App, as_json: bool) -> None:
                 click.echo(f"{'':20}hint: {c.hint}")
     if not all(c.ok for c in checks):
         sys.exit(EXIT_FAILED)
-
-
-__all__ = ["Job", "doctor", "retry", "status", "tail", "why"]
