@@ -89,27 +89,32 @@ class _AuthPause:
 
 
 class Daemon:
+    """The daemon; built by `open`, which does the start-up I/O (its constructor does none)."""
+
     def __init__(
         self,
         settings: Settings,
         db: Database,
         *,
+        boxes: list[Inbox],
+        lock: int,
+        api_key: str,
+        pipeline: Pipeline,
+        owner: str,
+        notifier: Notifier,
         once: bool = False,
-        transcriber: TranscriberFactory | None = None,
-        notifier: Notifier | None = None,
         tick_s: float = 0.25,
     ) -> None:
         self.settings = settings
         self.db = db
         self.once = once
         self.tick_s = min(tick_s, max(0.05, settings.daemon.stable_seconds / 2))
-        self.owner = workers.owner_name()
-        self.notifier = notifier or Notifier()
-        self.boxes = prepare(settings)
-        self._lock = lock_home(settings.home)
-        self.api_key = settings.api_key()
-        self._make_transcriber = transcriber or default_transcriber(settings)
-        self.pipeline = Pipeline(settings, db, transcriber=self._make_transcriber, owner=self.owner)
+        self.owner = owner
+        self.notifier = notifier
+        self.boxes = boxes
+        self._lock = lock
+        self.api_key = api_key
+        self.pipeline = pipeline
         # Until the server has accepted the key once, one job at a time: a wrong key then
         # costs one refusal, not one per worker.
         self.key_verified = False
@@ -128,6 +133,43 @@ class Daemon:
         self.claiming = 0  # files between the inbox and the queue right now
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        db: Database,
+        *,
+        once: bool = False,
+        transcriber: TranscriberFactory | None = None,
+        notifier: Notifier | None = None,
+        tick_s: float = 0.25,
+    ) -> Daemon:
+        """The start-up I/O: make the folders, take the home lock, read the key, find ffmpeg
+        (the Pipeline); then the daemon. A VoxbatchError says why it cannot start."""
+        owner = workers.owner_name()
+        notifier = notifier or Notifier()
+        boxes = prepare(settings)
+        lock = lock_home(settings.home)
+        try:
+            api_key = settings.api_key()
+            make_transcriber = transcriber or default_transcriber(settings)
+            pipeline = Pipeline(settings, db, transcriber=make_transcriber, owner=owner)
+            return cls(
+                settings,
+                db,
+                boxes=boxes,
+                lock=lock,
+                api_key=api_key,
+                pipeline=pipeline,
+                owner=owner,
+                notifier=notifier,
+                once=once,
+                tick_s=tick_s,
+            )
+        except BaseException:
+            os.close(lock)  # a start that fails holds no lock (its caller may try again)
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------
 
