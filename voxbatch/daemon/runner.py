@@ -33,6 +33,7 @@ from voxbatch.config import Settings
 from voxbatch.daemon import recovery
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.notify import Notifier
+from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import (
     AnswerTimeoutError,
     AuthError,
@@ -115,6 +116,7 @@ class Daemon:
         self._lock = lock
         self.api_key = api_key
         self.pipeline = pipeline
+        self.state = DaemonState()
         # Until the server has accepted the key once, one job at a time: a wrong key then
         # costs one refusal, not one per worker.
         self.key_verified = False
@@ -126,13 +128,8 @@ class Daemon:
         self.rescan_due = True
         self.noted: set[bytes] = set()  # unsupported names already reported
         self.unmovable: dict[bytes, tuple[int, int, int]] = {}
-        self.running: dict[int, asyncio.Task[None]] = {}
-        self.outcomes: Counter[str] = Counter()
-        self.draining = False
         self.probe_job: int | None = None
         self.claiming = 0  # files between the inbox and the queue right now
-        self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
 
     @classmethod
     def open(
@@ -196,15 +193,15 @@ class Daemon:
                 return task.result()
 
     def request_stop(self, sig: int | None = None) -> None:
-        if self._stop.is_set():
+        if self.state.stop.is_set():
             log.warning("second stop signal: cancelling the jobs still running")
-            for task in self.running.values():
+            for task in self.state.running.values():
                 task.cancel()
             return
         name = signal.Signals(sig).name if sig else "request"
         log.info("stopping (%s): no new claims; draining for up to %g s", name, self.drain_s)
-        self._stop.set()
-        self._wake.set()
+        self.state.stop.set()
+        self.state.wake.set()
 
     @property
     def drain_s(self) -> float:
@@ -224,7 +221,7 @@ class Daemon:
         watcher: asyncio.Task[None] | None = None
         supervisor = Supervisor(folders, polling=polling, hint=self._hint, rescan=self._ask_rescan)
         if not self.once:
-            watcher = asyncio.create_task(supervisor.run(self._stop))
+            watcher = asyncio.create_task(supervisor.run(self.state.stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(supervisor.started.wait(), 3.0)
         # After the watcher started: nothing dropped in between is missed.
@@ -246,7 +243,7 @@ class Daemon:
             await self._supervised("dispatch", self._dispatch_loop)
             await self._drain()
         finally:
-            self._stop.set()
+            self.state.stop.set()
             for task in helpers:
                 task.cancel()
             for task in [*helpers, *([watcher] if watcher else [])]:
@@ -254,7 +251,8 @@ class Daemon:
                     await task
             with contextlib.suppress(StoreError):  # a dead daemon's row is forgotten at start
                 await self.db.run(workers.forget_worker, self.db, self.owner, writes=True)
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(self.outcomes.items()))
+        outcomes = self.state.outcomes
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
         if self.once:
             await self.db.run(self._report_left_queued)
@@ -262,7 +260,7 @@ class Daemon:
             return 0
         # --once is for scripts: anything short of success says so.
         troubled = self.auth_pause is not None or self.breaker.is_open
-        unfinished = self.outcomes.get(JobState.failed, 0) + self.outcomes.get("requeued", 0)
+        unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
         return 1 if troubled or unfinished else 0
 
     def _report_left_queued(self) -> None:
@@ -280,7 +278,7 @@ class Daemon:
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """A loop that fails is logged and restarted: a bug must not silently stop intake."""
-        while not self._stop.is_set():
+        while not self.state.stop.is_set():
             try:
                 await loop()
                 return
@@ -291,12 +289,12 @@ class Daemon:
                 await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:
-        self.draining = True
-        self.notifier.stopping(f"draining {len(self.running)} job(s)")
-        if not self.running:
+        self.state.draining = True
+        self.notifier.stopping(f"draining {len(self.state.running)} job(s)")
+        if not self.state.running:
             return
-        log.info("waiting up to %g s for %d running job(s)", self.drain_s, len(self.running))
-        _, pending = await asyncio.wait(list(self.running.values()), timeout=self.drain_s)
+        log.info("waiting up to %g s for %d running job(s)", self.drain_s, len(self.state.running))
+        _, pending = await asyncio.wait(list(self.state.running.values()), timeout=self.drain_s)
         for task in pending:
             task.cancel()
         if pending:
@@ -328,7 +326,7 @@ class Daemon:
 
     async def _intake_loop(self) -> None:
         last_scan = time.monotonic()
-        while not self._stop.is_set():
+        while not self.state.stop.is_set():
             if (
                 self.rescan_due
                 or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
@@ -342,7 +340,7 @@ class Daemon:
         paths = set(self.tracker.paths()) | self.hints
         self.hints = set()
         for path in sorted(paths):
-            if self._stop.is_set():
+            if self.state.stop.is_set():
                 return
             try:
                 await self._consider(path)
@@ -463,7 +461,7 @@ class Daemon:
         move(path, dst)
         log.warning("quarantined %s: %s", shown, reason)
         self._path_event("quarantined", f"{reason}; moved to {display_path(dst)}", shown)
-        self.outcomes["quarantined"] += 1
+        self.state.outcomes["quarantined"] += 1
 
     async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
         src = Path(os.fsdecode(path))
@@ -517,7 +515,7 @@ class Daemon:
 
         await self.db.write_through_faults(settle)
         log.info("claimed %s as job %s", display_path(src), job_id)
-        self._wake.set()
+        self.state.wake.set()
 
     def _caps_set(self, box: Inbox) -> bool:
         caps = self.settings.budget
@@ -555,7 +553,7 @@ class Daemon:
         if vanished:
             log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
             return
-        self.outcomes[JobState.failed] += 1
+        self.state.outcomes[JobState.failed] += 1
         self.unmovable[path] = signature_of(st)
         log.error(
             "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
@@ -622,20 +620,20 @@ class Daemon:
     def _key_works(self) -> None:
         if not self.key_verified:
             self.key_verified = True
-            self._wake.set()
+            self.state.wake.set()
 
     def _may_claim(self) -> bool:
-        if self._stop.is_set() or self.auth_pause is not None:
+        if self.state.stop.is_set() or self.auth_pause is not None:
             return False
         if self.db.health.fault is not None:
             return False  # a claim is a write: wait until the store takes writes again
         limit = self.settings.daemon.concurrency if self.key_verified else 1
-        if len(self.running) >= limit:
+        if len(self.state.running) >= limit:
             return False
         return self.breaker.allow()
 
     async def _dispatch_loop(self) -> None:
-        while not self._stop.is_set():
+        while not self.state.stop.is_set():
             started = False
             if self._may_claim():
                 try:
@@ -653,7 +651,7 @@ class Daemon:
                     if self.breaker.probing and self.probe_job is None:
                         self.probe_job = job_id
                     task = asyncio.create_task(self._run_job(job_id))
-                    self.running[job_id] = task
+                    self.state.running[job_id] = task
                     task.add_done_callback(self._job_ended)
                     started = True
                 elif self.breaker.probing:
@@ -662,22 +660,28 @@ class Daemon:
                 continue
             if self.once and await self._idle():
                 return
-            self._wake.clear()
+            self.state.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await asyncio.wait_for(self.state.wake.wait(), 1.0)
 
     def _job_ended(self, task: asyncio.Task[None]) -> None:
-        for job_id, running in list(self.running.items()):
+        for job_id, running in list(self.state.running.items()):
             if running is task:
-                del self.running[job_id]
-        self._wake.set()
+                del self.state.running[job_id]
+        self.state.wake.set()
 
     async def _idle(self) -> bool:
         """--once: nothing running or settling, and nothing queued that may run within 30 s.
 
         Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
         """
-        if self.running or self.claiming or len(self.tracker) or self.hints or self.rescan_due:
+        if (
+            self.state.running
+            or self.claiming
+            or len(self.tracker)
+            or self.hints
+            or self.rescan_due
+        ):
             return False
         if self.auth_pause is not None or self.breaker.is_open:
             return True
@@ -809,7 +813,7 @@ class Daemon:
             self.breaker.failure()
             failure = exc
             if await self.db.write_through_faults(lambda s: self._next_round(s, job_id, failure)):
-                self.outcomes["requeued"] += 1
+                self.state.outcomes["requeued"] += 1
                 return
         await self._file_original(job_id, JobState.failed, error=exc)
 
@@ -874,7 +878,7 @@ class Daemon:
                 await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
             except OSError as exc:  # a full disk, say: the job's story is in the database
                 log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
-        self.outcomes[state] += 1
+        self.state.outcomes[state] += 1
         try:
             await asyncio.to_thread(move, src, dst)
         except OSError as exc:
@@ -941,7 +945,7 @@ class Daemon:
             await self.db.write_async(
                 lambda session: jobs.add_event(session, "resumed", "the API key is accepted again")
             )
-        self._wake.set()
+        self.state.wake.set()
 
     # --- housekeeping -------------------------------------------------------------------------
 
@@ -954,7 +958,7 @@ class Daemon:
             return  # in health: tried again at the next round
         for item in found:
             log.warning("job %s: its worker stopped; %s", item.job_id, item.action)
-        self._wake.set()
+        self.state.wake.set()
 
     async def _watchdog_loop(self) -> None:
         """systemd's watchdog is fed by nothing else: a slow store never starves it."""
@@ -980,7 +984,7 @@ class Daemon:
         while True:
             if due("lease", daemon.lease_seconds / 3):
                 with contextlib.suppress(StoreError):
-                    await db.run(queue.renew_leases, db, self.owner, list(self.running),
+                    await db.run(queue.renew_leases, db, self.owner, list(self.state.running),
                                  daemon.lease_seconds, writes=True)  # fmt: skip
             if due("recover", daemon.lease_seconds / 2):
                 await self._recover()
@@ -990,7 +994,7 @@ class Daemon:
                 provider, detail = self._provider_state()
                 with contextlib.suppress(StoreError):
                     await db.run(workers.beat, db, self.owner,
-                                 state="draining" if self.draining else "running",
+                                 state="draining" if self.state.draining else "running",
                                  provider=provider, detail=detail or status,
                                  writes=True)  # fmt: skip
             if self.auth_pause is not None and due("key", 5.0):
@@ -1016,9 +1020,9 @@ class Daemon:
         queued, spent = await self.db.read_async(read)
         provider, detail = self._provider_state()
         text = (
-            f"{queued} queued, {len(self.running)} running, "
-            f"{self.outcomes.get(JobState.done, 0)} done, "
-            f"{self.outcomes.get(JobState.failed, 0)} failed; "
+            f"{queued} queued, {len(self.state.running)} running, "
+            f"{self.state.outcomes.get(JobState.done, 0)} done, "
+            f"{self.state.outcomes.get(JobState.failed, 0)} failed; "
             f"spent today {format_usd(spent)}"
         )
         return text if provider == "ok" else f"{text}; {detail}"
