@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
-import stat
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -46,25 +44,17 @@ from voxbatch.errors import (
 )
 from voxbatch.ingest.folders import (
     Inbox,
+    crash_point,
     free_destination,
     lock_home,
     move,
     prepare,
-    work_name,
     write_note,
 )
-from voxbatch.ingest.scan import (
-    StabilityTracker,
-    Verdict,
-    classify,
-    decodes,
-    scan,
-    signature,
-    signature_of,
-)
+from voxbatch.ingest.intake import Intake
+from voxbatch.ingest.scan import signature
 from voxbatch.ingest.watch import Supervisor, needs_polling
 from voxbatch.logs import REDACTOR
-from voxbatch.media import audio
 from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts, workers
@@ -121,15 +111,19 @@ class Daemon:
         # costs one refusal, not one per worker.
         self.key_verified = False
         self.pipeline.on_connected = self._key_works
-        self.tracker = StabilityTracker(settings.daemon.stable_seconds)
         self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
         self.auth_pause: _AuthPause | None = None
-        self.hints: set[bytes] = set()
-        self.rescan_due = True
-        self.noted: set[bytes] = set()  # unsupported names already reported
-        self.unmovable: dict[bytes, tuple[int, int, int]] = {}
+        self.intake = Intake(
+            settings,
+            db,
+            boxes,
+            ffmpeg=pipeline.ffmpeg,
+            stop=self.state.stop,
+            wake=self.state.wake_up,
+            outcomes=self.state.outcomes,
+            tick_s=self.tick_s,
+        )
         self.probe_job: int | None = None
-        self.claiming = 0  # files between the inbox and the queue right now
 
     @classmethod
     def open(
@@ -219,13 +213,15 @@ class Daemon:
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
         watcher: asyncio.Task[None] | None = None
-        supervisor = Supervisor(folders, polling=polling, hint=self._hint, rescan=self._ask_rescan)
+        supervisor = Supervisor(
+            folders, polling=polling, hint=self.intake.hint, rescan=self.intake.ask_rescan
+        )
         if not self.once:
             watcher = asyncio.create_task(supervisor.run(self.state.stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(supervisor.started.wait(), 3.0)
         # After the watcher started: nothing dropped in between is missed.
-        await asyncio.to_thread(self._rescan)
+        await asyncio.to_thread(self.intake.rescan)
         log.info(
             "voxbatch %s: watching %s (%s), %d worker(s)",
             "run --once" if self.once else "run",
@@ -234,7 +230,7 @@ class Daemon:
             self.settings.daemon.concurrency,
         )
         helpers = [
-            asyncio.create_task(self._supervised("intake", self._intake_loop)),
+            asyncio.create_task(self._supervised("intake", self.intake.run)),
             asyncio.create_task(self._supervised("housekeeping", self._housekeeping_loop)),
             asyncio.create_task(self._supervised("watchdog", self._watchdog_loop)),
         ]
@@ -300,266 +296,6 @@ class Daemon:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
             log.info("%d job(s) returned to the queue at the drain deadline", len(pending))
-
-    # --- intake: hints, stability, claim by move ----------------------------------------------
-
-    def _hint(self, path: bytes) -> None:
-        self.hints.add(path)
-
-    def _ask_rescan(self) -> None:
-        self.rescan_due = True
-
-    def _rescan(self) -> None:
-        self.rescan_due = False
-        for box in self.boxes:
-            for found in scan(
-                box.root,
-                recursive=box.profile.recursive,
-                extensions=self.settings.daemon.extensions,
-            ):
-                if found.verdict is Verdict.candidate:
-                    self.hints.add(found.path)
-                elif found.verdict is Verdict.quarantine:
-                    self._quarantine(box, found.path, found.rel, found.reason)
-                elif found.verdict is Verdict.unsupported:
-                    self._note_unsupported(found.path, found.reason)
-
-    async def _intake_loop(self) -> None:
-        last_scan = time.monotonic()
-        while not self.state.stop.is_set():
-            if (
-                self.rescan_due
-                or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
-            ):
-                last_scan = time.monotonic()
-                await asyncio.to_thread(self._rescan)
-            await self._intake_pass()
-            await asyncio.sleep(self.tick_s)
-
-    async def _intake_pass(self) -> None:
-        paths = set(self.tracker.paths()) | self.hints
-        self.hints = set()
-        for path in sorted(paths):
-            if self.state.stop.is_set():
-                return
-            try:
-                await self._consider(path)
-            except Exception:  # one odd file must never stop the intake
-                log.exception("could not handle %s", display_path(Path(os.fsdecode(path))))
-                self.tracker.forget(path)
-
-    def _locate(self, path: bytes) -> tuple[Inbox, bytes] | None:
-        for box in sorted(self.boxes, key=lambda b: len(str(b.root)), reverse=True):
-            root = os.fsencode(box.root)
-            if path.startswith(root.rstrip(b"/") + b"/"):
-                rel = path[len(root.rstrip(b"/")) + 1 :]
-                parts = rel.split(b"/")
-                if any(p.startswith(b".") for p in parts):
-                    return None  # .incoming/ and other dot-folders are producers' space
-                if any(not decodes(p) for p in parts[:-1]):
-                    self._ask_rescan()  # the scan sets such a folder aside
-                    return None
-                if len(parts) > 1 and not box.profile.recursive:
-                    return None
-                return box, rel
-        return None
-
-    async def _consider(self, path: bytes) -> None:
-        located = self._locate(path)
-        if located is None:
-            self.tracker.forget(path)
-            return
-        box, rel = located
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            self.tracker.forget(path)
-            return
-        if stat.S_ISDIR(st.st_mode):  # a folder moved in: look inside
-            if box.profile.recursive:
-                self._ask_rescan()
-            return
-        if self.unmovable.get(path) == signature_of(st):
-            self.tracker.forget(path)
-            return  # already reported; a changed file is tried again
-        found = classify(path, rel, st, self.settings.daemon.extensions)
-        if found.verdict is Verdict.quarantine:
-            self.tracker.forget(path)
-            await asyncio.to_thread(self._quarantine, box, path, rel, found.reason)
-        elif found.verdict is Verdict.unsupported:
-            self.tracker.forget(path)
-            await asyncio.to_thread(self._note_unsupported, path, found.reason)
-        elif found.verdict is Verdict.candidate and st.st_size == 0:
-            # Nothing to wait for yet: writes and rescans bring it back once it has content.
-            self.tracker.forget(path)
-            await asyncio.to_thread(
-                self._note_unsupported, path, "an empty file (taken once it has content)"
-            )
-        elif found.verdict is Verdict.candidate:
-            self.noted.discard(path)
-            if self.tracker.observe(path, st, time.monotonic()):
-                self.tracker.forget(path)
-                self.claiming += 1
-                try:
-                    await self._claim(box, path, rel, st)
-                finally:
-                    self.claiming -= 1
-        else:
-            self.tracker.forget(path)
-
-    def _note_unsupported(self, path: bytes, reason: str) -> None:
-        if path in self.noted:
-            return
-        self.noted.add(path)
-        shown = display_path(Path(os.fsdecode(path)))
-        log.info("left alone: %s (%s)", shown, reason)
-        self._path_event("ignored", f"left in the inbox: {reason}", shown)
-
-    def _path_event(self, kind: str, detail: str, shown: str) -> None:
-        """An event about a file not yet a job (in a thread); the log has it if the store
-        refuses it now."""
-        try:
-            with self.db.write() as session:
-                jobs.add_event(session, kind, detail, path=shown)
-        except StoreError as exc:
-            self.db.health.failed(exc)
-
-    def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
-        try:
-            self._set_aside(path, rel, reason)
-        except OSError as exc:
-            # Say so once; never let one odd entry stop a scan.
-            if path not in self.noted:
-                self.noted.add(path)
-                shown = display_path(Path(os.fsdecode(path)))
-                log.error(
-                    "%s must not be processed (%s) but cannot be moved to quarantine/ (%s); "
-                    "remove it from the inbox",
-                    shown,
-                    reason,
-                    exc.strerror or exc,
-                )
-                self._path_event("ignored", f"{reason}; cannot be quarantined", shown)
-
-    def _set_aside(self, path: bytes, rel: bytes, reason: str) -> None:
-        source = os.lstat(path)
-        if os.stat(self.settings.folder("quarantine")).st_dev != source.st_dev and not (
-            stat.S_ISREG(source.st_mode) or stat.S_ISLNK(source.st_mode)
-        ):
-            # Pipes, devices and folders cannot be copied across filesystems.
-            raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
-        dst = free_destination(self.settings.folder("quarantine"), rel)
-        shown = display_path(Path(os.fsdecode(path)))
-        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
-        write_note(
-            note,
-            f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-            f"why: {reason}\n"
-            "what to do: voxbatch never processes this. Give it a plain UTF-8 name, or copy "
-            "the real file (not a link) into the inbox.\n",
-        )
-        move(path, dst)
-        log.warning("quarantined %s: %s", shown, reason)
-        self._path_event("quarantined", f"{reason}; moved to {display_path(dst)}", shown)
-        self.state.outcomes["quarantined"] += 1
-
-    async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
-        src = Path(os.fsdecode(path))
-        sha = await audio.file_sha256(src)
-        rel_text = os.fsdecode(rel)
-        out_dir = self.settings.folder("outbox") / Path(rel_text).parent
-        dst_folder = self.settings.folder("work")
-
-        def plan(session: Session) -> tuple[int, Path]:
-            primary = jobs.find_primary(session, sha)
-            job = jobs.create_job(
-                session,
-                content_sha256=sha,
-                source_path=display_path(src),
-                size_bytes=st.st_size,
-                inbox=box.name,
-                output_dir=str(out_dir),
-                primary=primary,
-            )
-            assert job.id is not None
-            job.rel_path = rel_text
-            dst = dst_folder / work_name(job.id, src.name)
-            queue.plan_move(session, job, src, dst, signature(src))
-            return job.id, dst
-
-        job_id, dst = await self.db.write_through_faults(plan)
-        crash_point("claim")
-        try:
-            # A crash between plan and move is finished by reconcile_moves. In a thread: a
-            # copy across filesystems must not stall the loop (and the watchdog).
-            await asyncio.to_thread(move, src, dst)
-        except OSError as exc:
-            await self._unmovable(job_id, path, st, exc)
-            return
-        after = os.lstat(dst)
-        # Written to while we hashed it: what counts is what we now hold.
-        changed = signature_of(after) != signature_of(st)
-        new_sha = await audio.file_sha256(dst) if changed else sha
-        seconds = await self._length(dst) if self._caps_set(box) else None
-
-        def settle(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            if new_sha != sha:
-                primary = jobs.find_primary(session, new_sha)
-                job.duplicate_of = primary.id if primary is not None else None
-                session.flush()
-            job.content_sha256, job.size_bytes = new_sha, after.st_size
-            job.audio_seconds = seconds
-            queue.settle(job, dst)
-            jobs.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
-
-        await self.db.write_through_faults(settle)
-        log.info("claimed %s as job %s", display_path(src), job_id)
-        self.state.wake.set()
-
-    def _caps_set(self, box: Inbox) -> bool:
-        caps = self.settings.budget
-        profile = box.profile
-        return bool(
-            caps.daily_usd
-            or caps.monthly_usd
-            or profile.budget_daily_usd
-            or profile.budget_monthly_usd
-        )
-
-    async def _length(self, path: Path) -> float | None:
-        """The audio's length for the cost estimate (the job fails later if it is not audio)."""
-        try:
-            return (await audio.probe(path, ffmpeg=self.pipeline.ffmpeg)).duration_seconds
-        except VoxbatchError:
-            return None
-
-    async def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
-        """The file cannot leave the inbox (permissions, say): say so once, leave it there."""
-        vanished = exc.errno == errno.ENOENT
-        reason = (
-            "the file left the inbox before it was claimed"
-            if vanished
-            else f"cannot move it out of the inbox: {exc.strerror}"
-        )
-
-        def fail(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            queue.clear_move(job)
-            job.error_class, job.error_message = ("Vanished" if vanished else "InboxError"), reason
-            jobs.set_state(session, job, JobState.failed, detail=reason)
-
-        await self.db.write_through_faults(fail)
-        if vanished:
-            log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
-            return
-        self.state.outcomes[JobState.failed] += 1
-        self.unmovable[path] = signature_of(st)
-        log.error(
-            "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
-            display_path(Path(os.fsdecode(path))),
-            reason,
-        )
 
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
 
@@ -675,13 +411,7 @@ class Daemon:
 
         Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
         """
-        if (
-            self.state.running
-            or self.claiming
-            or len(self.tracker)
-            or self.hints
-            or self.rescan_due
-        ):
+        if self.state.running or self.intake.settling():
             return False
         if self.auth_pause is not None or self.breaker.is_open:
             return True
@@ -1033,13 +763,3 @@ def _waiting_for(primary: Job) -> str:
     if primary.state == JobState.needs_review:
         return f"waiting: job {primary.id} (same audio) needs review"
     return f"waiting for job {primary.id} (same audio) to finish"
-
-
-def crash_point(name: str) -> None:
-    """Crash tests kill the daemon (SIGKILL, like `kill -9`) at an exact point.
-
-    VOXBATCH_CRASH_AT=claim (inbox → work/ planned), =leased (a job just claimed by a worker),
-    =file (work/ → done/ or failed/ planned); nothing happens otherwise.
-    """
-    if os.environ.get("VOXBATCH_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
