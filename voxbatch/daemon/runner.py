@@ -16,7 +16,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from voxbatch.accounting.prices import format_usd
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
 from voxbatch.daemon.breaker import Breaker
+from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
 from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import (
@@ -54,7 +54,6 @@ from voxbatch.ingest.folders import (
 from voxbatch.ingest.intake import Intake
 from voxbatch.ingest.scan import signature
 from voxbatch.ingest.watch import Supervisor, needs_polling
-from voxbatch.logs import REDACTOR
 from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts, workers
@@ -70,13 +69,6 @@ BUDGET_RECHECK_S = 15.0
 
 # Errors that depend only on the file's bytes: a copy of the same audio would fail the same way.
 CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
-
-
-@dataclass
-class _AuthPause:
-    key: str
-    message: str
-    last_probe: float = field(default_factory=time.monotonic)
 
 
 class Daemon:
@@ -104,7 +96,6 @@ class Daemon:
         self.notifier = notifier
         self.boxes = boxes
         self._lock = lock
-        self.api_key = api_key
         self.pipeline = pipeline
         self.state = DaemonState()
         # Until the server has accepted the key once, one job at a time: a wrong key then
@@ -112,7 +103,7 @@ class Daemon:
         self.key_verified = False
         self.pipeline.on_connected = self._key_works
         self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
-        self.auth_pause: _AuthPause | None = None
+        self.keys = KeyPause(settings, db, pipeline, api_key=api_key, wake=self.state.wake_up)
         self.intake = Intake(
             settings,
             db,
@@ -255,7 +246,7 @@ class Daemon:
         if not self.once:
             return 0
         # --once is for scripts: anything short of success says so.
-        troubled = self.auth_pause is not None or self.breaker.is_open
+        troubled = self.keys.paused or self.breaker.is_open
         unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
         return 1 if troubled or unfinished else 0
 
@@ -359,7 +350,7 @@ class Daemon:
             self.state.wake.set()
 
     def _may_claim(self) -> bool:
-        if self.state.stop.is_set() or self.auth_pause is not None:
+        if self.state.stop.is_set() or self.keys.paused:
             return False
         if self.db.health.fault is not None:
             return False  # a claim is a write: wait until the store takes writes again
@@ -413,7 +404,7 @@ class Daemon:
         """
         if self.state.running or self.intake.settling():
             return False
-        if self.auth_pause is not None or self.breaker.is_open:
+        if self.keys.paused or self.breaker.is_open:
             return True
         # Called after a claim found nothing: what is queued now is held (a copy waiting for
         # its original, a spend cap) or due later. Only a retry due within 30 s is waited for.
@@ -449,8 +440,8 @@ class Daemon:
                 )
             raise
         except AuthError as exc:
-            self._pause_for_key(exc)
-            reason = f"waiting: {self.auth_pause_message()}"
+            self.keys.pause_for_key(exc)
+            reason = f"waiting: {self.keys.auth_pause_message()}"
             await self.db.write_through_faults(self._requeuer(job_id, reason))
         except Exception as exc:
             await self._job_failed(job_id, exc)
@@ -629,54 +620,6 @@ class Daemon:
         else:
             log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
 
-    # --- key pause ----------------------------------------------------------------------------
-
-    def _pause_for_key(self, exc: AuthError) -> None:
-        if self.auth_pause is None:
-            self.auth_pause = _AuthPause(self.api_key, one_line(exc))
-            log.error(
-                "the queue is paused: %s. Fix the key (MISTRAL_API_KEY, mistral.api_key_file or "
-                "the systemd credential); voxbatch resumes by itself when the key changes or "
-                "the API accepts it again. `voxbatch doctor` checks it.",
-                one_line(exc),
-            )
-
-    def auth_pause_message(self) -> str:
-        if self.auth_pause is None:
-            return ""
-        return f"the queue is paused: {self.auth_pause.message}; fix the key"
-
-    async def _check_key(self) -> None:
-        pause = self.auth_pause
-        if pause is None:
-            return
-        try:
-            key = self.settings.api_key()
-        except VoxbatchError:
-            return
-        probe_due = time.monotonic() - pause.last_probe >= self.settings.daemon.breaker_probe_s * 2
-        if key == pause.key and not probe_due:
-            return
-        pause.last_probe = time.monotonic()
-        self.pipeline.reset_client()
-        try:
-            await self.pipeline.transcriber.handshake(self.settings.mistral.transcription_model)
-        except AuthError:
-            pause.key = key
-            return
-        except VoxbatchError as exc:
-            log.info("key check: %s", one_line(exc))
-            return
-        REDACTOR.add_secret(key)
-        self.api_key = key
-        self.auth_pause = None
-        log.info("the API key is accepted again: the queue resumes")
-        with contextlib.suppress(StoreError):
-            await self.db.write_async(
-                lambda session: jobs.add_event(session, "resumed", "the API key is accepted again")
-            )
-        self.state.wake.set()
-
     # --- housekeeping -------------------------------------------------------------------------
 
     async def _recover(self) -> None:
@@ -727,15 +670,15 @@ class Daemon:
                                  state="draining" if self.state.draining else "running",
                                  provider=provider, detail=detail or status,
                                  writes=True)  # fmt: skip
-            if self.auth_pause is not None and due("key", 5.0):
-                await self._check_key()
+            if self.keys.paused and due("key", 5.0):
+                await self.keys.check_key()
             await asyncio.sleep(min(1.0, self.tick_s * 4))
 
     def _provider_state(self) -> tuple[str, str]:
         if self.db.health.fault is not None:
             return "store_fault", self.db.health.describe()
-        if self.auth_pause is not None:
-            return "paused", self.auth_pause_message()
+        if self.keys.paused:
+            return "paused", self.keys.auth_pause_message()
         if self.breaker.is_open:
             return "circuit_open", self.breaker.describe()
         return "ok", ""
