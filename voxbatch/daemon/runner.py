@@ -13,11 +13,9 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,10 +23,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from voxbatch.accounting import budget
-from voxbatch.accounting.prices import format_usd
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
 from voxbatch.daemon.breaker import Breaker
+from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
 from voxbatch.daemon.state import DaemonState
@@ -112,6 +110,16 @@ class Daemon:
             stop=self.state.stop,
             wake=self.state.wake_up,
             outcomes=self.state.outcomes,
+            tick_s=self.tick_s,
+        )
+        self.housekeeping = Housekeeping(
+            settings,
+            db,
+            state=self.state,
+            notifier=notifier,
+            breaker=self.breaker,
+            keys=self.keys,
+            owner=owner,
             tick_s=self.tick_s,
         )
         self.probe_job: int | None = None
@@ -199,7 +207,7 @@ class Daemon:
                      writes=True)  # fmt: skip
         for item in await self._notifying(db.run(recovery.reconcile_moves, db, writes=True)):
             log.info("job %s: %s", item.job_id, item.action)
-        await self._recover()
+        await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
@@ -222,10 +230,10 @@ class Daemon:
         )
         helpers = [
             asyncio.create_task(self._supervised("intake", self.intake.run)),
-            asyncio.create_task(self._supervised("housekeeping", self._housekeeping_loop)),
-            asyncio.create_task(self._supervised("watchdog", self._watchdog_loop)),
+            asyncio.create_task(self._supervised("housekeeping", self.housekeeping.run)),
+            asyncio.create_task(self._supervised("watchdog", self.housekeeping.watchdog)),
         ]
-        self.notifier.ready(await self._status_line())
+        self.notifier.ready(await self.housekeeping.status_line())
         try:
             await self._supervised("dispatch", self._dispatch_loop)
             await self._drain()
@@ -255,7 +263,7 @@ class Daemon:
             left = session.exec(
                 select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
             ).all()
-            provider, detail = self._provider_state()
+            provider, detail = self.housekeeping.provider_state()
             default = "queued" if provider == "ok" else f"waiting: {detail}"
             reasons = Counter(job.wait_reason or default for job in left)
         for reason, n in reasons.most_common(5):
@@ -619,86 +627,6 @@ class Daemon:
             log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
         else:
             log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
-
-    # --- housekeeping -------------------------------------------------------------------------
-
-    async def _recover(self) -> None:
-        try:
-            found = await self.db.run(
-                recovery.recover_leases, self.db, self.settings, self.owner, writes=True
-            )
-        except StoreError:
-            return  # in health: tried again at the next round
-        for item in found:
-            log.warning("job %s: its worker stopped; %s", item.job_id, item.action)
-        self.state.wake.set()
-
-    async def _watchdog_loop(self) -> None:
-        """systemd's watchdog is fed by nothing else: a slow store never starves it."""
-        while True:
-            interval = self.notifier.watchdog_interval
-            if interval is None:
-                return
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    async def _housekeeping_loop(self) -> None:
-        daemon = self.settings.daemon
-        last: dict[str, float] = {}
-
-        def due(name: str, every: float) -> bool:
-            now = time.monotonic()
-            if now - last.get(name, 0.0) >= every:
-                last[name] = now
-                return True
-            return False
-
-        db = self.db
-        while True:
-            if due("lease", daemon.lease_seconds / 3):
-                with contextlib.suppress(StoreError):
-                    await db.run(queue.renew_leases, db, self.owner, list(self.state.running),
-                                 daemon.lease_seconds, writes=True)  # fmt: skip
-            if due("recover", daemon.lease_seconds / 2):
-                await self._recover()
-            if due("status", 5.0) or (db.health.fault is not None and due("fault", 1.0)):
-                status = await self._status_line()
-                self.notifier.status(status)
-                provider, detail = self._provider_state()
-                with contextlib.suppress(StoreError):
-                    await db.run(workers.beat, db, self.owner,
-                                 state="draining" if self.state.draining else "running",
-                                 provider=provider, detail=detail or status,
-                                 writes=True)  # fmt: skip
-            if self.keys.paused and due("key", 5.0):
-                await self.keys.check_key()
-            await asyncio.sleep(min(1.0, self.tick_s * 4))
-
-    def _provider_state(self) -> tuple[str, str]:
-        if self.db.health.fault is not None:
-            return "store_fault", self.db.health.describe()
-        if self.keys.paused:
-            return "paused", self.keys.auth_pause_message()
-        if self.breaker.is_open:
-            return "circuit_open", self.breaker.describe()
-        return "ok", ""
-
-    async def _status_line(self) -> str:
-        def read(session: Session) -> tuple[int, Decimal]:
-            queued = session.exec(
-                select(func.count()).select_from(Job).where(Job.state == JobState.queued)
-            ).one()
-            return queued, budget.spent(session, budget.day_start(utcnow()))
-
-        queued, spent = await self.db.read_async(read)
-        provider, detail = self._provider_state()
-        text = (
-            f"{queued} queued, {len(self.state.running)} running, "
-            f"{self.state.outcomes.get(JobState.done, 0)} done, "
-            f"{self.state.outcomes.get(JobState.failed, 0)} failed; "
-            f"spent today {format_usd(spent)}"
-        )
-        return text if provider == "ok" else f"{text}; {detail}"
 
 
 def _waiting_for(primary: Job) -> str:
