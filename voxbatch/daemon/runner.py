@@ -26,6 +26,7 @@ from voxbatch.accounting import budget
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
 from voxbatch.daemon.breaker import Breaker
+from voxbatch.daemon.filing import Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
@@ -35,7 +36,6 @@ from voxbatch.errors import (
     AuthError,
     StoreError,
     VoxbatchError,
-    display_path,
     internal_error,
     is_retryable,
     one_line,
@@ -43,20 +43,16 @@ from voxbatch.errors import (
 from voxbatch.ingest.folders import (
     Inbox,
     crash_point,
-    free_destination,
     lock_home,
-    move,
     prepare,
-    write_note,
 )
 from voxbatch.ingest.intake import Intake
-from voxbatch.ingest.scan import signature
 from voxbatch.ingest.watch import Supervisor, needs_polling
 from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts, workers
 from voxbatch.store.db import Database
-from voxbatch.store.jobs import link_to_primary, mark_done
+from voxbatch.store.jobs import link_to_primary
 from voxbatch.store.models import Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
@@ -112,6 +108,7 @@ class Daemon:
             outcomes=self.state.outcomes,
             tick_s=self.tick_s,
         )
+        self.filing = Filing(settings, db, owner=owner, outcomes=self.state.outcomes)
         self.housekeeping = Housekeeping(
             settings,
             db,
@@ -491,7 +488,7 @@ class Daemon:
                 self.breaker.success()
         written = await self.db.run(self.pipeline.write_results, job_id, box.profile, out_dir)
         written += await self.pipeline.summarize(job_id, box.profile, out_dir, written)
-        await self._file_original(job_id, JobState.done, written=written)
+        await self.filing.file_original(job_id, JobState.done, written=written)
 
     def _resolve_duplicate(self, session: Session, job_id: int) -> bool | None:
         """True: linked to a bought transcript; False: this job pays; None: it must wait."""
@@ -544,7 +541,7 @@ class Daemon:
             if await self.db.write_through_faults(lambda s: self._next_round(s, job_id, failure)):
                 self.state.outcomes["requeued"] += 1
                 return
-        await self._file_original(job_id, JobState.failed, error=exc)
+        await self.filing.file_original(job_id, JobState.failed, error=exc)
 
     def _next_round(self, session: Session, job_id: int, exc: VoxbatchError) -> bool:
         """Back to the queue for a later round, if rounds are left: True when requeued."""
@@ -562,71 +559,6 @@ class Daemon:
         queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
         log.warning("job %s: %s", job_id, reason)
         return True
-
-    async def _file_original(
-        self,
-        job_id: int,
-        state: JobState,
-        *,
-        written: tuple[Path, ...] = (),
-        error: VoxbatchError | None = None,
-    ) -> None:
-        """The job's end and the planned move of its original commit together; then the move."""
-        folder = self.settings.folder("done" if state == JobState.done else "failed")
-
-        def end(session: Session) -> tuple[Path, Path, str | None, str] | None:
-            job = session.get_one(Job, job_id)
-            if job.lease_owner != self.owner:
-                # Another worker took the job over (our lease ran out): it owns the file now.
-                log.warning(
-                    "job %s: its lease passed to %s; leaving the original to it",
-                    job_id,
-                    job.lease_owner or "the queue",
-                )
-                return None
-            if state == JobState.done:
-                mark_done(session, job, written)
-            else:
-                assert error is not None
-                job.lease_owner = job.lease_expires_at = None
-                job.wait_reason = job.partial_text = None
-                jobs.fail_job(session, job, error, hint=error.hint)
-            src = Path(job.work_path or "")
-            dst = free_destination(folder, job.rel_path or src.name)
-            queue.plan_move(session, job, src, dst, signature(src))
-            return src, dst, job.error_message, job.source_name
-
-        planned = await self.db.write_through_faults(end)
-        if planned is None:
-            return
-        src, dst, message, name = planned
-        crash_point("file")
-        if state == JobState.failed:
-            note = recovery.error_note(job_id, name, message)
-            try:
-                await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
-            except OSError as exc:  # a full disk, say: the job's story is in the database
-                log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
-        self.state.outcomes[state] += 1
-        try:
-            await asyncio.to_thread(move, src, dst)
-        except OSError as exc:
-            # The job's end is recorded; the planned move is finished at the next start.
-            log.error(
-                "job %s: cannot move its original to %s (%s); it stays in work/ and is moved "
-                "when voxbatch starts again",
-                job_id,
-                display_path(dst),
-                exc.strerror,
-            )
-            return
-        # The move is made and planned: if the store refuses this, the next start records it.
-        with contextlib.suppress(StoreError):
-            await self.db.run(queue.settle_move, self.db, job_id, dst, writes=True)
-        if state == JobState.done:
-            log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
-        else:
-            log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
 
 
 def _waiting_for(primary: Job) -> str:
