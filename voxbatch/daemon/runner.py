@@ -25,6 +25,7 @@ from sqlmodel import Session, col, func, select
 from voxbatch.accounting import budget
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
+from voxbatch.daemon.admission import Admission
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.filing import Filing
 from voxbatch.daemon.housekeeping import Housekeeping
@@ -40,29 +41,17 @@ from voxbatch.errors import (
     is_retryable,
     one_line,
 )
-from voxbatch.ingest.folders import (
-    Inbox,
-    crash_point,
-    lock_home,
-    prepare,
-)
+from voxbatch.ingest.folders import Inbox, crash_point, find_inbox, lock_home, prepare
 from voxbatch.ingest.intake import Intake
 from voxbatch.ingest.watch import Supervisor, needs_polling
 from voxbatch.providers.realtime import TranscriberFactory, default_transcriber
 from voxbatch.stages.pipeline import Pipeline
-from voxbatch.store import jobs, queue, transcripts, workers
+from voxbatch.store import queue, transcripts, workers
 from voxbatch.store.db import Database
-from voxbatch.store.jobs import link_to_primary
 from voxbatch.store.models import Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# A job held by a spend cap is looked at again this often (raising the cap takes this long).
-BUDGET_RECHECK_S = 15.0
-
-# Errors that depend only on the file's bytes: a copy of the same audio would fail the same way.
-CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
 
 
 class Daemon:
@@ -108,6 +97,7 @@ class Daemon:
             outcomes=self.state.outcomes,
             tick_s=self.tick_s,
         )
+        self.admission = Admission(settings, boxes, pipeline)
         self.filing = Filing(settings, db, owner=owner, outcomes=self.state.outcomes)
         self.housekeeping = Housekeeping(
             settings,
@@ -295,60 +285,6 @@ class Daemon:
 
     # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
 
-    def _admit(self, session: Session, job: Job) -> str | None:
-        """May this queued job start? None: yes; else why it waits (it never fails).
-
-        A copy waits, without a slot, for the job buying its audio; a new job waits for the
-        spend caps, and is looked at again every BUDGET_RECHECK_S.
-        """
-        if job.duplicate_of is not None:
-            primary = self._live_primary(session, job)
-            if (
-                primary is not None
-                and primary.id != job.id
-                and transcripts.transcript_for(session, primary) is None
-            ):
-                return self._hold(session, job, _waiting_for(primary))
-        # What this job may still buy: nothing bought before (by it or a copy) is counted.
-        profile = self._box(job.inbox).profile
-        estimate = budget.remaining_estimate(session, self.settings, profile, job)
-        session.info.setdefault(budget.PASS_MEMO, {})  # one read of each cap per pass
-        held = budget.admit(
-            session,
-            self.settings,
-            profile,
-            job,
-            audio_seconds=job.audio_seconds,
-            now=utcnow(),
-            estimate=estimate,
-        )
-        if held is None:
-            return None
-        job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
-        log.info("job %s waits: %s", job.id, held[0])
-        return held[0]
-
-    def _live_primary(self, session: Session, job: Job) -> Job | None:
-        """The job buying this audio; a dead `voxbatch process` is settled and stepped over."""
-        primary = jobs.find_primary(session, job.content_sha256)
-        if (
-            primary is not None
-            and primary.id != job.id
-            and transcripts.transcript_for(session, primary) is None
-            and self.pipeline.abandoned(primary)
-        ):
-            self.pipeline.abandon(session, primary)
-            primary = jobs.find_primary(session, job.content_sha256)
-        return primary
-
-    def _hold(self, session: Session, job: Job, reason: str) -> str:
-        if job.wait_reason != reason:
-            log.info("job %s waits: %s", job.id, reason)
-            jobs.add_event(session, "waiting", reason, job_id=job.id)
-        job.wait_reason = reason
-        session.add(job)
-        return reason
-
     def _key_works(self) -> None:
         if not self.key_verified:
             self.key_verified = True
@@ -374,7 +310,7 @@ class Daemon:
                         self.db,
                         self.owner,
                         self.settings.daemon.lease_seconds,
-                        admit=self._admit,
+                        admit=self.admission.admit,
                         writes=True,
                     )
                 except StoreError:
@@ -476,10 +412,10 @@ class Daemon:
             return job.inbox, Path(job.work_path or ""), Path(job.output_dir or ""), bought_here
 
         inbox, path, out_dir, bought_here = await self.db.read_async(look)
-        box = self._box(inbox)
+        box = find_inbox(self.boxes, inbox)
         if not bought_here:
             linked = await self.db.write_through_faults(
-                lambda session: self._resolve_duplicate(session, job_id)
+                lambda session: self.admission.resolve_duplicate(session, job_id)
             )
             if linked is None:
                 return  # waits for the copy that is paying
@@ -489,42 +425,6 @@ class Daemon:
         written = await self.db.run(self.pipeline.write_results, job_id, box.profile, out_dir)
         written += await self.pipeline.summarize(job_id, box.profile, out_dir, written)
         await self.filing.file_original(job_id, JobState.done, written=written)
-
-    def _resolve_duplicate(self, session: Session, job_id: int) -> bool | None:
-        """True: linked to a bought transcript; False: this job pays; None: it must wait."""
-        job = session.get_one(Job, job_id)
-        primary = self._live_primary(session, job)
-        if primary is not None and primary.id == job.id:
-            primary = None
-        if primary is not None and transcripts.transcript_for(session, primary) is not None:
-            job.duplicate_of = primary.id
-            link_to_primary(session, job, primary)
-            return True
-        if primary is None:
-            old = session.get(Job, job.duplicate_of) if job.duplicate_of else None
-            if old is not None and old.error_class in CONTENT_ERRORS:
-                raise VoxbatchError(
-                    f"same audio as job {old.id}, which failed: {old.error_message}"
-                )
-            if job.duplicate_of is not None:
-                jobs.add_event(
-                    session,
-                    "promoted",
-                    f"job {job.duplicate_of} did not buy the transcript; this copy will",
-                    job_id=job_id,
-                )
-            job.duplicate_of = None
-            session.add(job)
-            return False
-        job.duplicate_of = primary.id
-        queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
-        return None
-
-    def _box(self, name: str | None) -> Inbox:
-        for box in self.boxes:
-            if box.name == name:
-                return box
-        return self.boxes[0]  # an inbox removed from the configuration: first profile
 
     async def _job_failed(self, job_id: int, exc: Exception) -> None:
         if isinstance(exc, StoreError):
@@ -559,10 +459,3 @@ class Daemon:
         queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
         log.warning("job %s: %s", job_id, reason)
         return True
-
-
-def _waiting_for(primary: Job) -> str:
-    """Why a copy waits for the job buying its audio."""
-    if primary.state == JobState.needs_review:
-        return f"waiting: job {primary.id} (same audio) needs review"
-    return f"waiting for job {primary.id} (same audio) to finish"

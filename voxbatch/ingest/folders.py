@@ -36,6 +36,14 @@ def inboxes(settings: Settings) -> list[Inbox]:
     return [Inbox(settings.inbox_dir(p), p, str(p.path)) for p in settings.inbox]
 
 
+def find_inbox(boxes: Sequence[Inbox], name: str | None) -> Inbox:
+    """The inbox a job records by name."""
+    for box in boxes:
+        if box.name == name:
+            return box
+    return boxes[0]  # an inbox removed from the configuration: first profile
+
+
 def prepare(settings: Settings) -> list[Inbox]:
     """Create the folders (0700) and refuse a layout that would feed the daemon its own output."""
     boxes = inboxes(settings)
