@@ -125,7 +125,7 @@ def run(app: App, once: bool) -> None:
     from voxbatch.daemon.runner import Daemon
 
     try:
-        daemon = Daemon(app.settings, app.db, once=once)
+        daemon = Daemon.open(app.settings, app.db, once=once)
     except VoxbatchError as exc:
         fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
     sys.exit(asyncio.run(daemon.run()))

@@ -4,94 +4,119 @@ One event loop runs everything: the supervised watcher (hints), the intake (stab
 claim by move), the dispatcher (bounded concurrency, circuit breaker, key pause), and the
 housekeeping (leases, recovery, worker heartbeat, sd_notify). Every original ends in exactly
 one of done/, failed/ or quarantine/, or waits in work/ while its job is queued.
+
+`Daemon` is the lifecycle only (signals, start-up repair, the supervised loops, the drain, the
+exit code); `Daemon.open` does the start-up I/O and composes the parts, which share a
+`DaemonState`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
-import stat
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import TypeVar
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, select
 
 from voxbatch.accounting import budget
-from voxbatch.accounting.prices import format_usd
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
+from voxbatch.daemon.admission import Admission
 from voxbatch.daemon.breaker import Breaker
+from voxbatch.daemon.dispatch import Dispatcher
+from voxbatch.daemon.filing import Filing
+from voxbatch.daemon.housekeeping import Housekeeping
+from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
-from voxbatch.errors import (
-    AnswerTimeoutError,
-    AuthError,
-    StoreError,
-    VoxbatchError,
-    display_path,
-    internal_error,
-    is_retryable,
-    one_line,
-)
-from voxbatch.ingest.folders import (
-    Inbox,
-    free_destination,
-    lock_home,
-    move,
-    prepare,
-    work_name,
-    write_note,
-)
-from voxbatch.ingest.scan import (
-    StabilityTracker,
-    Verdict,
-    classify,
-    decodes,
-    scan,
-    signature,
-    signature_of,
-)
+from voxbatch.daemon.state import DaemonState
+from voxbatch.errors import StoreError
+from voxbatch.ingest.folders import Inbox, lock_home, prepare
+from voxbatch.ingest.intake import Intake
 from voxbatch.ingest.watch import Supervisor, needs_polling
-from voxbatch.logs import REDACTOR
-from voxbatch.media import audio
 from voxbatch.providers.base import TranscriberFactory
 from voxbatch.providers.realtime import default_transcriber
 from voxbatch.stages.pipeline import Pipeline
-from voxbatch.store import jobs, queue, transcripts, workers
+from voxbatch.store import queue, workers
 from voxbatch.store.db import Database
-from voxbatch.store.jobs import link_to_primary, mark_done
-from voxbatch.store.models import Job, JobState, utcnow
+from voxbatch.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A job held by a spend cap is looked at again this often (raising the cap takes this long).
-BUDGET_RECHECK_S = 15.0
-
-# Errors that depend only on the file's bytes: a copy of the same audio would fail the same way.
-CONTENT_ERRORS = frozenset({"InputError", "NotAudioError", "ConversionError"})
-
-
-@dataclass
-class _AuthPause:
-    key: str
-    message: str
-    last_probe: float = field(default_factory=time.monotonic)
-
 
 class Daemon:
+    """The daemon's lifecycle over its parts; built by `open` (its constructor does no I/O)."""
+
     def __init__(
         self,
+        settings: Settings,
+        db: Database,
+        *,
+        boxes: list[Inbox],
+        lock: int,
+        api_key: str,
+        pipeline: Pipeline,
+        owner: str,
+        notifier: Notifier,
+        once: bool = False,
+        tick_s: float = 0.25,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.once = once
+        self.tick_s = min(tick_s, max(0.05, settings.daemon.stable_seconds / 2))
+        self.owner = owner
+        self.notifier = notifier
+        self.boxes = boxes
+        self._lock = lock
+        self.pipeline = pipeline
+        self.state = state = DaemonState()
+        self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
+        self.intake = Intake(
+            settings,
+            db,
+            boxes,
+            ffmpeg=pipeline.ffmpeg,
+            stop=state.stop,
+            wake=state.wake_up,
+            outcomes=state.outcomes,
+            tick_s=self.tick_s,
+        )
+        self.keys = KeyPause(settings, db, pipeline, api_key=api_key, wake=state.wake_up)
+        self.dispatcher = Dispatcher(
+            settings,
+            db,
+            boxes,
+            state=state,
+            pipeline=pipeline,
+            breaker=self.breaker,
+            admission=Admission(settings, boxes, pipeline),
+            keys=self.keys,
+            filing=Filing(settings, db, owner=owner, outcomes=state.outcomes),
+            owner=owner,
+            once=once,
+            settling=self.intake.settling,
+        )
+        self.pipeline.on_connected = self.dispatcher.key_works
+        self.housekeeping = Housekeeping(
+            settings,
+            db,
+            state=state,
+            notifier=notifier,
+            breaker=self.breaker,
+            keys=self.keys,
+            owner=owner,
+            tick_s=self.tick_s,
+        )
+
+    @classmethod
+    def open(
+        cls,
         settings: Settings,
         db: Database,
         *,
@@ -99,36 +124,32 @@ class Daemon:
         transcriber: TranscriberFactory | None = None,
         notifier: Notifier | None = None,
         tick_s: float = 0.25,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.once = once
-        self.tick_s = min(tick_s, max(0.05, settings.daemon.stable_seconds / 2))
-        self.owner = workers.owner_name()
-        self.notifier = notifier or Notifier()
-        self.boxes = prepare(settings)
-        self._lock = lock_home(settings.home)
-        self.api_key = settings.api_key()
-        self._make_transcriber = transcriber or default_transcriber(settings)
-        self.pipeline = Pipeline(settings, db, transcriber=self._make_transcriber, owner=self.owner)
-        # Until the server has accepted the key once, one job at a time: a wrong key then
-        # costs one refusal, not one per worker.
-        self.key_verified = False
-        self.pipeline.on_connected = self._key_works
-        self.tracker = StabilityTracker(settings.daemon.stable_seconds)
-        self.breaker = Breaker(settings.daemon.breaker_threshold, settings.daemon.breaker_probe_s)
-        self.auth_pause: _AuthPause | None = None
-        self.hints: set[bytes] = set()
-        self.rescan_due = True
-        self.noted: set[bytes] = set()  # unsupported names already reported
-        self.unmovable: dict[bytes, tuple[int, int, int]] = {}
-        self.running: dict[int, asyncio.Task[None]] = {}
-        self.outcomes: Counter[str] = Counter()
-        self.draining = False
-        self.probe_job: int | None = None
-        self.claiming = 0  # files between the inbox and the queue right now
-        self._stop = asyncio.Event()
-        self._wake = asyncio.Event()
+    ) -> Daemon:
+        """The start-up I/O: make the folders, take the home lock, read the key, find ffmpeg
+        (the Pipeline); then the parts. A VoxbatchError says why it cannot start."""
+        owner = workers.owner_name()
+        notifier = notifier or Notifier()
+        boxes = prepare(settings)
+        lock = lock_home(settings.home)
+        try:
+            api_key = settings.api_key()
+            make_transcriber = transcriber or default_transcriber(settings)
+            pipeline = Pipeline(settings, db, transcriber=make_transcriber, owner=owner)
+            return cls(
+                settings,
+                db,
+                boxes=boxes,
+                lock=lock,
+                api_key=api_key,
+                pipeline=pipeline,
+                owner=owner,
+                notifier=notifier,
+                once=once,
+                tick_s=tick_s,
+            )
+        except BaseException:
+            os.close(lock)  # a start that fails holds no lock (its caller may try again)
+            raise
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -155,15 +176,15 @@ class Daemon:
                 return task.result()
 
     def request_stop(self, sig: int | None = None) -> None:
-        if self._stop.is_set():
+        if self.state.stop.is_set():
             log.warning("second stop signal: cancelling the jobs still running")
-            for task in self.running.values():
+            for task in self.state.running.values():
                 task.cancel()
             return
         name = signal.Signals(sig).name if sig else "request"
         log.info("stopping (%s): no new claims; draining for up to %g s", name, self.drain_s)
-        self._stop.set()
-        self._wake.set()
+        self.state.stop.set()
+        self.state.wake.set()
 
     @property
     def drain_s(self) -> float:
@@ -176,18 +197,20 @@ class Daemon:
                      writes=True)  # fmt: skip
         for item in await self._notifying(db.run(recovery.reconcile_moves, db, writes=True)):
             log.info("job %s: %s", item.job_id, item.action)
-        await self._recover()
+        await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         folders = [b.root for b in self.boxes]
         polling = needs_polling(self.settings.daemon.watch_mode, folders)
         watcher: asyncio.Task[None] | None = None
-        supervisor = Supervisor(folders, polling=polling, hint=self._hint, rescan=self._ask_rescan)
+        supervisor = Supervisor(
+            folders, polling=polling, hint=self.intake.hint, rescan=self.intake.ask_rescan
+        )
         if not self.once:
-            watcher = asyncio.create_task(supervisor.run(self._stop))
+            watcher = asyncio.create_task(supervisor.run(self.state.stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(supervisor.started.wait(), 3.0)
         # After the watcher started: nothing dropped in between is missed.
-        await asyncio.to_thread(self._rescan)
+        await asyncio.to_thread(self.intake.rescan)
         log.info(
             "voxbatch %s: watching %s (%s), %d worker(s)",
             "run --once" if self.once else "run",
@@ -196,16 +219,16 @@ class Daemon:
             self.settings.daemon.concurrency,
         )
         helpers = [
-            asyncio.create_task(self._supervised("intake", self._intake_loop)),
-            asyncio.create_task(self._supervised("housekeeping", self._housekeeping_loop)),
-            asyncio.create_task(self._supervised("watchdog", self._watchdog_loop)),
+            asyncio.create_task(self._supervised("intake", self.intake.run)),
+            asyncio.create_task(self._supervised("housekeeping", self.housekeeping.run)),
+            asyncio.create_task(self._supervised("watchdog", self.housekeeping.watchdog)),
         ]
-        self.notifier.ready(await self._status_line())
+        self.notifier.ready(await self.housekeeping.status_line())
         try:
-            await self._supervised("dispatch", self._dispatch_loop)
+            await self._supervised("dispatch", self.dispatcher.run)
             await self._drain()
         finally:
-            self._stop.set()
+            self.state.stop.set()
             for task in helpers:
                 task.cancel()
             for task in [*helpers, *([watcher] if watcher else [])]:
@@ -213,15 +236,16 @@ class Daemon:
                     await task
             with contextlib.suppress(StoreError):  # a dead daemon's row is forgotten at start
                 await self.db.run(workers.forget_worker, self.db, self.owner, writes=True)
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(self.outcomes.items()))
+        outcomes = self.state.outcomes
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
         if self.once:
             await self.db.run(self._report_left_queued)
         if not self.once:
             return 0
         # --once is for scripts: anything short of success says so.
-        troubled = self.auth_pause is not None or self.breaker.is_open
-        unfinished = self.outcomes.get(JobState.failed, 0) + self.outcomes.get("requeued", 0)
+        troubled = self.keys.paused or self.breaker.is_open
+        unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
         return 1 if troubled or unfinished else 0
 
     def _report_left_queued(self) -> None:
@@ -229,7 +253,7 @@ class Daemon:
             left = session.exec(
                 select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
             ).all()
-            provider, detail = self._provider_state()
+            provider, detail = self.housekeeping.provider_state()
             default = "queued" if provider == "ok" else f"waiting: {detail}"
             reasons = Counter(job.wait_reason or default for job in left)
         for reason, n in reasons.most_common(5):
@@ -239,7 +263,7 @@ class Daemon:
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """A loop that fails is logged and restarted: a bug must not silently stop intake."""
-        while not self._stop.is_set():
+        while not self.state.stop.is_set():
             try:
                 await loop()
                 return
@@ -250,751 +274,14 @@ class Daemon:
                 await asyncio.sleep(1.0)
 
     async def _drain(self) -> None:
-        self.draining = True
-        self.notifier.stopping(f"draining {len(self.running)} job(s)")
-        if not self.running:
+        self.state.draining = True
+        self.notifier.stopping(f"draining {len(self.state.running)} job(s)")
+        if not self.state.running:
             return
-        log.info("waiting up to %g s for %d running job(s)", self.drain_s, len(self.running))
-        _, pending = await asyncio.wait(list(self.running.values()), timeout=self.drain_s)
+        log.info("waiting up to %g s for %d running job(s)", self.drain_s, len(self.state.running))
+        _, pending = await asyncio.wait(list(self.state.running.values()), timeout=self.drain_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
             log.info("%d job(s) returned to the queue at the drain deadline", len(pending))
-
-    # --- intake: hints, stability, claim by move ----------------------------------------------
-
-    def _hint(self, path: bytes) -> None:
-        self.hints.add(path)
-
-    def _ask_rescan(self) -> None:
-        self.rescan_due = True
-
-    def _rescan(self) -> None:
-        self.rescan_due = False
-        for box in self.boxes:
-            for found in scan(
-                box.root,
-                recursive=box.profile.recursive,
-                extensions=self.settings.daemon.extensions,
-            ):
-                if found.verdict is Verdict.candidate:
-                    self.hints.add(found.path)
-                elif found.verdict is Verdict.quarantine:
-                    self._quarantine(box, found.path, found.rel, found.reason)
-                elif found.verdict is Verdict.unsupported:
-                    self._note_unsupported(found.path, found.reason)
-
-    async def _intake_loop(self) -> None:
-        last_scan = time.monotonic()
-        while not self._stop.is_set():
-            if (
-                self.rescan_due
-                or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
-            ):
-                last_scan = time.monotonic()
-                await asyncio.to_thread(self._rescan)
-            await self._intake_pass()
-            await asyncio.sleep(self.tick_s)
-
-    async def _intake_pass(self) -> None:
-        paths = set(self.tracker.paths()) | self.hints
-        self.hints = set()
-        for path in sorted(paths):
-            if self._stop.is_set():
-                return
-            try:
-                await self._consider(path)
-            except Exception:  # one odd file must never stop the intake
-                log.exception("could not handle %s", display_path(Path(os.fsdecode(path))))
-                self.tracker.forget(path)
-
-    def _locate(self, path: bytes) -> tuple[Inbox, bytes] | None:
-        for box in sorted(self.boxes, key=lambda b: len(str(b.root)), reverse=True):
-            root = os.fsencode(box.root)
-            if path.startswith(root.rstrip(b"/") + b"/"):
-                rel = path[len(root.rstrip(b"/")) + 1 :]
-                parts = rel.split(b"/")
-                if any(p.startswith(b".") for p in parts):
-                    return None  # .incoming/ and other dot-folders are producers' space
-                if any(not decodes(p) for p in parts[:-1]):
-                    self._ask_rescan()  # the scan sets such a folder aside
-                    return None
-                if len(parts) > 1 and not box.profile.recursive:
-                    return None
-                return box, rel
-        return None
-
-    async def _consider(self, path: bytes) -> None:
-        located = self._locate(path)
-        if located is None:
-            self.tracker.forget(path)
-            return
-        box, rel = located
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            self.tracker.forget(path)
-            return
-        if stat.S_ISDIR(st.st_mode):  # a folder moved in: look inside
-            if box.profile.recursive:
-                self._ask_rescan()
-            return
-        if self.unmovable.get(path) == signature_of(st):
-            self.tracker.forget(path)
-            return  # already reported; a changed file is tried again
-        found = classify(path, rel, st, self.settings.daemon.extensions)
-        if found.verdict is Verdict.quarantine:
-            self.tracker.forget(path)
-            await asyncio.to_thread(self._quarantine, box, path, rel, found.reason)
-        elif found.verdict is Verdict.unsupported:
-            self.tracker.forget(path)
-            await asyncio.to_thread(self._note_unsupported, path, found.reason)
-        elif found.verdict is Verdict.candidate and st.st_size == 0:
-            # Nothing to wait for yet: writes and rescans bring it back once it has content.
-            self.tracker.forget(path)
-            await asyncio.to_thread(
-                self._note_unsupported, path, "an empty file (taken once it has content)"
-            )
-        elif found.verdict is Verdict.candidate:
-            self.noted.discard(path)
-            if self.tracker.observe(path, st, time.monotonic()):
-                self.tracker.forget(path)
-                self.claiming += 1
-                try:
-                    await self._claim(box, path, rel, st)
-                finally:
-                    self.claiming -= 1
-        else:
-            self.tracker.forget(path)
-
-    def _note_unsupported(self, path: bytes, reason: str) -> None:
-        if path in self.noted:
-            return
-        self.noted.add(path)
-        shown = display_path(Path(os.fsdecode(path)))
-        log.info("left alone: %s (%s)", shown, reason)
-        self._path_event("ignored", f"left in the inbox: {reason}", shown)
-
-    def _path_event(self, kind: str, detail: str, shown: str) -> None:
-        """An event about a file not yet a job (in a thread); the log has it if the store
-        refuses it now."""
-        try:
-            with self.db.write() as session:
-                jobs.add_event(session, kind, detail, path=shown)
-        except StoreError as exc:
-            self.db.health.failed(exc)
-
-    def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
-        try:
-            self._set_aside(path, rel, reason)
-        except OSError as exc:
-            # Say so once; never let one odd entry stop a scan.
-            if path not in self.noted:
-                self.noted.add(path)
-                shown = display_path(Path(os.fsdecode(path)))
-                log.error(
-                    "%s must not be processed (%s) but cannot be moved to quarantine/ (%s); "
-                    "remove it from the inbox",
-                    shown,
-                    reason,
-                    exc.strerror or exc,
-                )
-                self._path_event("ignored", f"{reason}; cannot be quarantined", shown)
-
-    def _set_aside(self, path: bytes, rel: bytes, reason: str) -> None:
-        source = os.lstat(path)
-        if os.stat(self.settings.folder("quarantine")).st_dev != source.st_dev and not (
-            stat.S_ISREG(source.st_mode) or stat.S_ISLNK(source.st_mode)
-        ):
-            # Pipes, devices and folders cannot be copied across filesystems.
-            raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
-        dst = free_destination(self.settings.folder("quarantine"), rel)
-        shown = display_path(Path(os.fsdecode(path)))
-        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
-        write_note(
-            note,
-            f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-            f"why: {reason}\n"
-            "what to do: voxbatch never processes this. Give it a plain UTF-8 name, or copy "
-            "the real file (not a link) into the inbox.\n",
-        )
-        move(path, dst)
-        log.warning("quarantined %s: %s", shown, reason)
-        self._path_event("quarantined", f"{reason}; moved to {display_path(dst)}", shown)
-        self.outcomes["quarantined"] += 1
-
-    async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
-        src = Path(os.fsdecode(path))
-        sha = await audio.file_sha256(src)
-        rel_text = os.fsdecode(rel)
-        out_dir = self.settings.folder("outbox") / Path(rel_text).parent
-        dst_folder = self.settings.folder("work")
-
-        def plan(session: Session) -> tuple[int, Path]:
-            primary = jobs.find_primary(session, sha)
-            job = jobs.create_job(
-                session,
-                content_sha256=sha,
-                source_path=display_path(src),
-                size_bytes=st.st_size,
-                inbox=box.name,
-                output_dir=str(out_dir),
-                primary=primary,
-            )
-            assert job.id is not None
-            job.rel_path = rel_text
-            dst = dst_folder / work_name(job.id, src.name)
-            queue.plan_move(session, job, src, dst, signature(src))
-            return job.id, dst
-
-        job_id, dst = await self.db.write_through_faults(plan)
-        crash_point("claim")
-        try:
-            # A crash between plan and move is finished by reconcile_moves. In a thread: a
-            # copy across filesystems must not stall the loop (and the watchdog).
-            await asyncio.to_thread(move, src, dst)
-        except OSError as exc:
-            await self._unmovable(job_id, path, st, exc)
-            return
-        after = os.lstat(dst)
-        # Written to while we hashed it: what counts is what we now hold.
-        changed = signature_of(after) != signature_of(st)
-        new_sha = await audio.file_sha256(dst) if changed else sha
-        seconds = await self._length(dst) if self._caps_set(box) else None
-
-        def settle(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            if new_sha != sha:
-                primary = jobs.find_primary(session, new_sha)
-                job.duplicate_of = primary.id if primary is not None else None
-                session.flush()
-            job.content_sha256, job.size_bytes = new_sha, after.st_size
-            job.audio_seconds = seconds
-            queue.settle(job, dst)
-            jobs.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
-
-        await self.db.write_through_faults(settle)
-        log.info("claimed %s as job %s", display_path(src), job_id)
-        self._wake.set()
-
-    def _caps_set(self, box: Inbox) -> bool:
-        caps = self.settings.budget
-        profile = box.profile
-        return bool(
-            caps.daily_usd
-            or caps.monthly_usd
-            or profile.budget_daily_usd
-            or profile.budget_monthly_usd
-        )
-
-    async def _length(self, path: Path) -> float | None:
-        """The audio's length for the cost estimate (the job fails later if it is not audio)."""
-        try:
-            return (await audio.probe(path, ffmpeg=self.pipeline.ffmpeg)).duration_seconds
-        except VoxbatchError:
-            return None
-
-    async def _unmovable(self, job_id: int, path: bytes, st: os.stat_result, exc: OSError) -> None:
-        """The file cannot leave the inbox (permissions, say): say so once, leave it there."""
-        vanished = exc.errno == errno.ENOENT
-        reason = (
-            "the file left the inbox before it was claimed"
-            if vanished
-            else f"cannot move it out of the inbox: {exc.strerror}"
-        )
-
-        def fail(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            queue.clear_move(job)
-            job.error_class, job.error_message = ("Vanished" if vanished else "InboxError"), reason
-            jobs.set_state(session, job, JobState.failed, detail=reason)
-
-        await self.db.write_through_faults(fail)
-        if vanished:
-            log.info("%s: %s", display_path(Path(os.fsdecode(path))), reason)
-            return
-        self.outcomes[JobState.failed] += 1
-        self.unmovable[path] = signature_of(st)
-        log.error(
-            "%s: %s; fix the permissions (voxbatch must be able to rename files in the inbox)",
-            display_path(Path(os.fsdecode(path))),
-            reason,
-        )
-
-    # --- dispatch: bounded concurrency, breaker, key pause -----------------------------------
-
-    def _admit(self, session: Session, job: Job) -> str | None:
-        """May this queued job start? None: yes; else why it waits (it never fails).
-
-        A copy waits, without a slot, for the job buying its audio; a new job waits for the
-        spend caps, and is looked at again every BUDGET_RECHECK_S.
-        """
-        if job.duplicate_of is not None:
-            primary = self._live_primary(session, job)
-            if (
-                primary is not None
-                and primary.id != job.id
-                and transcripts.transcript_for(session, primary) is None
-            ):
-                return self._hold(session, job, _waiting_for(primary))
-        # What this job may still buy: nothing bought before (by it or a copy) is counted.
-        profile = self._box(job.inbox).profile
-        estimate = budget.remaining_estimate(session, self.settings, profile, job)
-        session.info.setdefault(budget.PASS_MEMO, {})  # one read of each cap per pass
-        held = budget.admit(
-            session,
-            self.settings,
-            profile,
-            job,
-            audio_seconds=job.audio_seconds,
-            now=utcnow(),
-            estimate=estimate,
-        )
-        if held is None:
-            return None
-        job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
-        log.info("job %s waits: %s", job.id, held[0])
-        return held[0]
-
-    def _live_primary(self, session: Session, job: Job) -> Job | None:
-        """The job buying this audio; a dead `voxbatch process` is settled and stepped over."""
-        primary = jobs.find_primary(session, job.content_sha256)
-        if (
-            primary is not None
-            and primary.id != job.id
-            and transcripts.transcript_for(session, primary) is None
-            and self.pipeline.abandoned(primary)
-        ):
-            self.pipeline.abandon(session, primary)
-            primary = jobs.find_primary(session, job.content_sha256)
-        return primary
-
-    def _hold(self, session: Session, job: Job, reason: str) -> str:
-        if job.wait_reason != reason:
-            log.info("job %s waits: %s", job.id, reason)
-            jobs.add_event(session, "waiting", reason, job_id=job.id)
-        job.wait_reason = reason
-        session.add(job)
-        return reason
-
-    def _key_works(self) -> None:
-        if not self.key_verified:
-            self.key_verified = True
-            self._wake.set()
-
-    def _may_claim(self) -> bool:
-        if self._stop.is_set() or self.auth_pause is not None:
-            return False
-        if self.db.health.fault is not None:
-            return False  # a claim is a write: wait until the store takes writes again
-        limit = self.settings.daemon.concurrency if self.key_verified else 1
-        if len(self.running) >= limit:
-            return False
-        return self.breaker.allow()
-
-    async def _dispatch_loop(self) -> None:
-        while not self._stop.is_set():
-            started = False
-            if self._may_claim():
-                try:
-                    job_id = await self.db.run(
-                        queue.claim_next,
-                        self.db,
-                        self.owner,
-                        self.settings.daemon.lease_seconds,
-                        admit=self._admit,
-                        writes=True,
-                    )
-                except StoreError:
-                    job_id = None  # in health now: no claims until a write works again
-                if job_id is not None:
-                    if self.breaker.probing and self.probe_job is None:
-                        self.probe_job = job_id
-                    task = asyncio.create_task(self._run_job(job_id))
-                    self.running[job_id] = task
-                    task.add_done_callback(self._job_ended)
-                    started = True
-                elif self.breaker.probing:
-                    self.breaker.release()
-            if started:
-                continue
-            if self.once and await self._idle():
-                return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-
-    def _job_ended(self, task: asyncio.Task[None]) -> None:
-        for job_id, running in list(self.running.items()):
-            if running is task:
-                del self.running[job_id]
-        self._wake.set()
-
-    async def _idle(self) -> bool:
-        """--once: nothing running or settling, and nothing queued that may run within 30 s.
-
-        Jobs put back for minutes (retry rounds) or held by a refused key are left queued.
-        """
-        if self.running or self.claiming or len(self.tracker) or self.hints or self.rescan_due:
-            return False
-        if self.auth_pause is not None or self.breaker.is_open:
-            return True
-        # Called after a claim found nothing: what is queued now is held (a copy waiting for
-        # its original, a spend cap) or due later. Only a retry due within 30 s is waited for.
-        now = utcnow()
-
-        def count_due(session: Session) -> int:
-            return session.exec(
-                select(func.count())
-                .select_from(Job)
-                .where(
-                    Job.state == JobState.queued,
-                    col(Job.work_path).is_not(None),
-                    col(Job.duplicate_of).is_(None),
-                    col(Job.not_before) > now,
-                    col(Job.not_before) <= now + timedelta(seconds=30),
-                    sa.or_(col(Job.stage).is_(None), col(Job.stage) != budget.BUDGET_WAIT_STAGE),
-                )
-            ).one()
-
-        return await self.db.read_async(count_due) == 0
-
-    # --- one job ------------------------------------------------------------------------------
-
-    async def _run_job(self, job_id: int) -> None:
-        crash_point("leased")
-        try:
-            await self._process(job_id)
-        except asyncio.CancelledError:
-            # One try: stopping must not wait out a store fault; the next start recovers it.
-            with contextlib.suppress(StoreError):
-                await self.db.write_async(
-                    self._requeuer(job_id, "voxbatch stopped before it finished")
-                )
-            raise
-        except AuthError as exc:
-            self._pause_for_key(exc)
-            reason = f"waiting: {self.auth_pause_message()}"
-            await self.db.write_through_faults(self._requeuer(job_id, reason))
-        except Exception as exc:
-            await self._job_failed(job_id, exc)
-        finally:
-            self._end_probe(job_id)
-
-    @staticmethod
-    def _requeuer(job_id: int, reason: str) -> Callable[[Session], None]:
-        def requeue(session: Session) -> None:
-            queue.requeue(session, session.get_one(Job, job_id), reason=reason)
-
-        return requeue
-
-    def _end_probe(self, job_id: int) -> None:
-        """The probe job ended without a provider verdict (linked, waited, cancelled): the next
-        job may probe."""
-        if self.probe_job == job_id:
-            self.probe_job = None
-            if self.breaker.probing:
-                self.breaker.release()
-
-    async def _process(self, job_id: int) -> None:
-        def look(session: Session) -> tuple[str | None, Path, Path, bool]:
-            job = session.get_one(Job, job_id)
-            transcript = transcripts.transcript_for(session, job)
-            bought_here = transcript is not None and transcript.job_id == job_id
-            return job.inbox, Path(job.work_path or ""), Path(job.output_dir or ""), bought_here
-
-        inbox, path, out_dir, bought_here = await self.db.read_async(look)
-        box = self._box(inbox)
-        if not bought_here:
-            linked = await self.db.write_through_faults(
-                lambda session: self._resolve_duplicate(session, job_id)
-            )
-            if linked is None:
-                return  # waits for the copy that is paying
-            if not linked:
-                await self.pipeline.transcribe(job_id, path, box.profile)
-                self.breaker.success()
-        written = await self.db.run(self.pipeline.write_results, job_id, box.profile, out_dir)
-        written += await self.pipeline.summarize(job_id, box.profile, out_dir, written)
-        await self._file_original(job_id, JobState.done, written=written)
-
-    def _resolve_duplicate(self, session: Session, job_id: int) -> bool | None:
-        """True: linked to a bought transcript; False: this job pays; None: it must wait."""
-        job = session.get_one(Job, job_id)
-        primary = self._live_primary(session, job)
-        if primary is not None and primary.id == job.id:
-            primary = None
-        if primary is not None and transcripts.transcript_for(session, primary) is not None:
-            job.duplicate_of = primary.id
-            link_to_primary(session, job, primary)
-            return True
-        if primary is None:
-            old = session.get(Job, job.duplicate_of) if job.duplicate_of else None
-            if old is not None and old.error_class in CONTENT_ERRORS:
-                raise VoxbatchError(
-                    f"same audio as job {old.id}, which failed: {old.error_message}"
-                )
-            if job.duplicate_of is not None:
-                jobs.add_event(
-                    session,
-                    "promoted",
-                    f"job {job.duplicate_of} did not buy the transcript; this copy will",
-                    job_id=job_id,
-                )
-            job.duplicate_of = None
-            session.add(job)
-            return False
-        job.duplicate_of = primary.id
-        queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
-        return None
-
-    def _box(self, name: str | None) -> Inbox:
-        for box in self.boxes:
-            if box.name == name:
-                return box
-        return self.boxes[0]  # an inbox removed from the configuration: first profile
-
-    async def _job_failed(self, job_id: int, exc: Exception) -> None:
-        if isinstance(exc, StoreError):
-            # The store's fault, not the job's or the provider's: no round spent.
-            reason = f"waiting: {one_line(exc)}"
-            await self.db.write_through_faults(self._requeuer(job_id, reason))
-            return
-        if not isinstance(exc, VoxbatchError):
-            log.error("job %s: unexpected error", job_id, exc_info=exc)
-            exc = internal_error(exc)
-        if is_retryable(exc) or isinstance(exc, AnswerTimeoutError):
-            self.breaker.failure()
-            failure = exc
-            if await self.db.write_through_faults(lambda s: self._next_round(s, job_id, failure)):
-                self.outcomes["requeued"] += 1
-                return
-        await self._file_original(job_id, JobState.failed, error=exc)
-
-    def _next_round(self, session: Session, job_id: int, exc: VoxbatchError) -> bool:
-        """Back to the queue for a later round, if rounds are left: True when requeued."""
-        daemon = self.settings.daemon
-        job = session.get_one(Job, job_id)
-        if job.requeues >= daemon.max_requeues:
-            return False
-        delay = min(daemon.requeue_delay_s * 4**job.requeues, 3600.0)
-        when = datetime.now(UTC).timestamp() + delay
-        reason = (
-            f"{one_line(exc)}; round {job.requeues + 1} of "
-            f"{daemon.max_requeues + 1} failed, next try at "
-            f"{datetime.fromtimestamp(when, UTC):%H:%M:%S} UTC"
-        )
-        queue.requeue(session, job, reason=reason, delay_s=delay, count=True)
-        log.warning("job %s: %s", job_id, reason)
-        return True
-
-    async def _file_original(
-        self,
-        job_id: int,
-        state: JobState,
-        *,
-        written: tuple[Path, ...] = (),
-        error: VoxbatchError | None = None,
-    ) -> None:
-        """The job's end and the planned move of its original commit together; then the move."""
-        folder = self.settings.folder("done" if state == JobState.done else "failed")
-
-        def end(session: Session) -> tuple[Path, Path, str | None, str] | None:
-            job = session.get_one(Job, job_id)
-            if job.lease_owner != self.owner:
-                # Another worker took the job over (our lease ran out): it owns the file now.
-                log.warning(
-                    "job %s: its lease passed to %s; leaving the original to it",
-                    job_id,
-                    job.lease_owner or "the queue",
-                )
-                return None
-            if state == JobState.done:
-                mark_done(session, job, written)
-            else:
-                assert error is not None
-                job.lease_owner = job.lease_expires_at = None
-                job.wait_reason = job.partial_text = None
-                jobs.fail_job(session, job, error, hint=error.hint)
-            src = Path(job.work_path or "")
-            dst = free_destination(folder, job.rel_path or src.name)
-            queue.plan_move(session, job, src, dst, signature(src))
-            return src, dst, job.error_message, job.source_name
-
-        planned = await self.db.write_through_faults(end)
-        if planned is None:
-            return
-        src, dst, message, name = planned
-        crash_point("file")
-        if state == JobState.failed:
-            note = recovery.error_note(job_id, name, message)
-            try:
-                await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
-            except OSError as exc:  # a full disk, say: the job's story is in the database
-                log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
-        self.outcomes[state] += 1
-        try:
-            await asyncio.to_thread(move, src, dst)
-        except OSError as exc:
-            # The job's end is recorded; the planned move is finished at the next start.
-            log.error(
-                "job %s: cannot move its original to %s (%s); it stays in work/ and is moved "
-                "when voxbatch starts again",
-                job_id,
-                display_path(dst),
-                exc.strerror,
-            )
-            return
-        # The move is made and planned: if the store refuses this, the next start records it.
-        with contextlib.suppress(StoreError):
-            await self.db.run(queue.settle_move, self.db, job_id, dst, writes=True)
-        if state == JobState.done:
-            log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
-        else:
-            log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
-
-    # --- key pause ----------------------------------------------------------------------------
-
-    def _pause_for_key(self, exc: AuthError) -> None:
-        if self.auth_pause is None:
-            self.auth_pause = _AuthPause(self.api_key, one_line(exc))
-            log.error(
-                "the queue is paused: %s. Fix the key (MISTRAL_API_KEY, mistral.api_key_file or "
-                "the systemd credential); voxbatch resumes by itself when the key changes or "
-                "the API accepts it again. `voxbatch doctor` checks it.",
-                one_line(exc),
-            )
-
-    def auth_pause_message(self) -> str:
-        if self.auth_pause is None:
-            return ""
-        return f"the queue is paused: {self.auth_pause.message}; fix the key"
-
-    async def _check_key(self) -> None:
-        pause = self.auth_pause
-        if pause is None:
-            return
-        try:
-            key = self.settings.api_key()
-        except VoxbatchError:
-            return
-        probe_due = time.monotonic() - pause.last_probe >= self.settings.daemon.breaker_probe_s * 2
-        if key == pause.key and not probe_due:
-            return
-        pause.last_probe = time.monotonic()
-        self.pipeline.reset_client()
-        try:
-            await self.pipeline.transcriber.handshake(self.settings.mistral.transcription_model)
-        except AuthError:
-            pause.key = key
-            return
-        except VoxbatchError as exc:
-            log.info("key check: %s", one_line(exc))
-            return
-        REDACTOR.add_secret(key)
-        self.api_key = key
-        self.auth_pause = None
-        log.info("the API key is accepted again: the queue resumes")
-        with contextlib.suppress(StoreError):
-            await self.db.write_async(
-                lambda session: jobs.add_event(session, "resumed", "the API key is accepted again")
-            )
-        self._wake.set()
-
-    # --- housekeeping -------------------------------------------------------------------------
-
-    async def _recover(self) -> None:
-        try:
-            found = await self.db.run(
-                recovery.recover_leases, self.db, self.settings, self.owner, writes=True
-            )
-        except StoreError:
-            return  # in health: tried again at the next round
-        for item in found:
-            log.warning("job %s: its worker stopped; %s", item.job_id, item.action)
-        self._wake.set()
-
-    async def _watchdog_loop(self) -> None:
-        """systemd's watchdog is fed by nothing else: a slow store never starves it."""
-        while True:
-            interval = self.notifier.watchdog_interval
-            if interval is None:
-                return
-            self.notifier.watchdog()
-            await asyncio.sleep(interval)
-
-    async def _housekeeping_loop(self) -> None:
-        daemon = self.settings.daemon
-        last: dict[str, float] = {}
-
-        def due(name: str, every: float) -> bool:
-            now = time.monotonic()
-            if now - last.get(name, 0.0) >= every:
-                last[name] = now
-                return True
-            return False
-
-        db = self.db
-        while True:
-            if due("lease", daemon.lease_seconds / 3):
-                with contextlib.suppress(StoreError):
-                    await db.run(queue.renew_leases, db, self.owner, list(self.running),
-                                 daemon.lease_seconds, writes=True)  # fmt: skip
-            if due("recover", daemon.lease_seconds / 2):
-                await self._recover()
-            if due("status", 5.0) or (db.health.fault is not None and due("fault", 1.0)):
-                status = await self._status_line()
-                self.notifier.status(status)
-                provider, detail = self._provider_state()
-                with contextlib.suppress(StoreError):
-                    await db.run(workers.beat, db, self.owner,
-                                 state="draining" if self.draining else "running",
-                                 provider=provider, detail=detail or status,
-                                 writes=True)  # fmt: skip
-            if self.auth_pause is not None and due("key", 5.0):
-                await self._check_key()
-            await asyncio.sleep(min(1.0, self.tick_s * 4))
-
-    def _provider_state(self) -> tuple[str, str]:
-        if self.db.health.fault is not None:
-            return "store_fault", self.db.health.describe()
-        if self.auth_pause is not None:
-            return "paused", self.auth_pause_message()
-        if self.breaker.is_open:
-            return "circuit_open", self.breaker.describe()
-        return "ok", ""
-
-    async def _status_line(self) -> str:
-        def read(session: Session) -> tuple[int, Decimal]:
-            queued = session.exec(
-                select(func.count()).select_from(Job).where(Job.state == JobState.queued)
-            ).one()
-            return queued, budget.spent(session, budget.day_start(utcnow()))
-
-        queued, spent = await self.db.read_async(read)
-        provider, detail = self._provider_state()
-        text = (
-            f"{queued} queued, {len(self.running)} running, "
-            f"{self.outcomes.get(JobState.done, 0)} done, "
-            f"{self.outcomes.get(JobState.failed, 0)} failed; "
-            f"spent today {format_usd(spent)}"
-        )
-        return text if provider == "ok" else f"{text}; {detail}"
-
-
-def _waiting_for(primary: Job) -> str:
-    """Why a copy waits for the job buying its audio."""
-    if primary.state == JobState.needs_review:
-        return f"waiting: job {primary.id} (same audio) needs review"
-    return f"waiting for job {primary.id} (same audio) to finish"
-
-
-def crash_point(name: str) -> None:
-    """Crash tests kill the daemon (SIGKILL, like `kill -9`) at an exact point.
-
-    VOXBATCH_CRASH_AT=claim (inbox → work/ planned), =leased (a job just claimed by a worker),
-    =file (work/ → done/ or failed/ planned); nothing happens otherwise.
-    """
-    if os.environ.get("VOXBATCH_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,14 @@ class Inbox:
 
 def inboxes(settings: Settings) -> list[Inbox]:
     return [Inbox(settings.inbox_dir(p), p, str(p.path)) for p in settings.inbox]
+
+
+def find_inbox(boxes: Sequence[Inbox], name: str | None) -> Inbox:
+    """The inbox a job records by name."""
+    for box in boxes:
+        if box.name == name:
+            return box
+    return boxes[0]  # an inbox removed from the configuration: first profile
 
 
 def prepare(settings: Settings) -> list[Inbox]:
@@ -169,3 +178,13 @@ def write_note(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def crash_point(name: str) -> None:
+    """Crash tests kill the daemon (SIGKILL, like `kill -9`) at an exact point.
+
+    VOXBATCH_CRASH_AT=claim (inbox → work/ planned), =leased (a job just claimed by a worker),
+    =file (work/ → done/ or failed/ planned); nothing happens otherwise.
+    """
+    if os.environ.get("VOXBATCH_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

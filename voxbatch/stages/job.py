@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from voxbatch.config import InboxProfile
@@ -18,6 +19,7 @@ async def run_job(
     out_dir: Path,
     *,
     buy: bool,
+    on_transcribed: Callable[[], None] | None = None,
 ) -> tuple[Path, ...]:
     """Buy the transcript when `buy` (else it is already the job's, bought or linked), write
     the outputs, then the summaries the profile asks for; the files written.
@@ -27,6 +29,8 @@ async def run_job(
     """
     if buy:
         await pipeline.transcribe(job_id, path, profile)
+        if on_transcribed is not None:
+            on_transcribed()  # the provider worked (the daemon's circuit breaker hears it)
     # Summaries can take minutes: the lease is renewed meanwhile.
     heartbeat = asyncio.create_task(pipeline.stt.heartbeat(job_id))
     try:
