@@ -1,8 +1,17 @@
-"""Shared fixtures: an isolated home per test, the emulator on a free port, a CLI runner."""
+"""Shared fixtures: an isolated home per test, the emulator on a free port, a CLI runner.
+
+Hermetic: from the start of the session, and again per test, HOME, the XDG user folders,
+VOXBATCH_HOME and VOXBATCH_SYSTEM_CONFIG point into temporary folders, in this process and in
+every subprocess a test starts (they inherit os.environ), so neither /etc/voxbatch nor the real
+home is ever read.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,17 +20,53 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+import voxbatch.config
 from voxbatch.cli import main
 from voxbatch.emulator import Emulator, EmulatorConfig, running_emulator
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
+_XDG_USER_DIRS = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_CACHE_HOME": ".cache",
+}
+SYSTEM_CONFIG = voxbatch.config.SYSTEM_CONFIG  # /etc/voxbatch/voxbatch.toml, never read here
+_session: dict[str, Any] = {}
+
+
+def _point_user_dirs_at(home: Path, set_env: Callable[[str, str], object]) -> None:
+    set_env("HOME", str(home))
+    for name, relative in _XDG_USER_DIRS.items():
+        set_env(name, str(home / relative))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before collection and any fixture: a temporary home, no system config."""
+    root = Path(tempfile.mkdtemp(prefix="voxbatch-tests-"))
+    names = ("HOME", "VOXBATCH_SYSTEM_CONFIG", *_XDG_USER_DIRS)
+    saved = {name: os.environ.get(name) for name in names}
+    _point_user_dirs_at(root / "home", os.environ.__setitem__)
+    os.environ["VOXBATCH_SYSTEM_CONFIG"] = str(root / "etc" / "voxbatch.toml")
+    voxbatch.config.SYSTEM_CONFIG = root / "etc" / "voxbatch.toml"  # for explicit environ={}
+    _session.update(root=root, saved=saved, default=SYSTEM_CONFIG)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "root" not in _session:
+        return
+    for name, value in _session["saved"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    voxbatch.config.SYSTEM_CONFIG = _session["default"]
+    shutil.rmtree(_session.pop("root"), ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No test sees the developer's configuration, key or state, and none leaves any behind."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("VOXBATCH_", "MISTRAL_")) or name in (
             "CREDENTIALS_DIRECTORY",
@@ -31,6 +76,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("VOXBATCH_HOME", str(home))
+    _point_user_dirs_at(tmp_path / "user-home", monkeypatch.setenv)
+    # The system-wide file is looked for here, also by load_settings(environ={...}) calls.
+    system_config = tmp_path / "etc" / "voxbatch.toml"
+    monkeypatch.setenv("VOXBATCH_SYSTEM_CONFIG", str(system_config))
+    monkeypatch.setattr(voxbatch.config, "SYSTEM_CONFIG", system_config)
     # websockets honours proxy variables; the emulator is always on loopback.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
