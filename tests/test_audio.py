@@ -23,8 +23,10 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import imageio_ffmpeg
 import pytest
 
+from tests.conftest import ffmpeg_under_test
 from tests.media import (
     HOSTILE_NAMES,
     concat_script,
@@ -45,6 +47,8 @@ from voxbatch.audio import (
 )
 from voxbatch.errors import ConfigError, ConversionError, InputError, NotAudioError
 from voxbatch.ffmpeg import ALLOWED_DEMUXERS, find_ffmpeg, input_url, pcm_args
+
+pytestmark = pytest.mark.media  # they run ffmpeg
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
 T = TypeVar("T")
@@ -160,6 +164,15 @@ def test_find_ffmpeg_prefers_configured_then_path_then_bundled(tmp_path: Path, m
     monkeypatch.setenv("PATH", "")
     bundled = find_ffmpeg()  # no system ffmpeg: imageio-ffmpeg's
     assert "imageio_ffmpeg" in bundled and os.access(bundled, os.X_OK)
+
+
+def test_the_ffmpeg_found_is_the_one_under_test(ff: str) -> None:
+    """VOXBATCH_TEST_FFMPEG decides, not whichever ffmpeg the machine has."""
+    choice, real, version = ffmpeg_under_test()
+    shown = subprocess.run([ff, "-version"], capture_output=True, text=True, check=True).stdout
+    assert shown.splitlines()[0] == version
+    if choice == "bundled":
+        assert real == imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def test_allowed_demuxers_exist_and_exclude_playlists(ff: str) -> None:

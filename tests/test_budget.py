@@ -184,6 +184,7 @@ def test_monthly_and_per_inbox_caps(db: Database, isolated_env: Path) -> None:
         assert huge is not None and "this job alone exceeds the cap" in huge[0]
 
 
+@pytest.mark.media
 def test_daily_cap_against_the_emulator(
     emulator: Emulator, db: Database, isolated_env: Path, samples: list[Path], monkeypatch: Any
 ) -> None:

@@ -86,12 +86,14 @@ def test_progress_bar_on_a_terminal() -> None:
     assert "\r\x1b[2K[###############---------------]" in out  # a live bar, redrawn in place
 
 
+@pytest.mark.media
 def test_demo_prints_jobs_and_a_transcript() -> None:
     result = Cli({})("demo")
     assert "done" in result.stdout and "Transcript of" in result.stdout
     assert re.search(r"\[\s*\d+\.\d\d – \s*\d+\.\d\d\] \w+", result.stdout)
 
 
+@pytest.mark.media
 def test_emulator_in_its_own_process_then_process_search_costs(
     tmp_path: Path, samples: list[Path], isolated_env: Path
 ) -> None:
@@ -133,6 +135,7 @@ def test_emulator_in_its_own_process_then_process_search_costs(
     assert emulator.returncode == 0
 
 
+@pytest.mark.media
 def test_unknown_status_and_unwritable_export_are_clear(cli: Cli, samples: list[Path]) -> None:
     assert cli("jobs", "--status", "bogus", ok=False).exit_code == 2
     [row] = cli.json("process", str(samples[0]))
@@ -142,6 +145,7 @@ def test_unknown_status_and_unwritable_export_are_clear(cli: Cli, samples: list[
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.media
 def test_job_refs_ids_and_hash_prefixes(cli: Cli, samples: list[Path]) -> None:
     rows = cli.json("process", *map(str, samples[:2]))
     sha = cli.json("show", str(rows[1]["job_id"]))["content_sha256"]
@@ -167,6 +171,7 @@ def test_model_without_a_price_is_refused_before_paying(
     assert emulator.records.sessions == []
 
 
+@pytest.mark.media
 def test_a_symlink_named_on_the_command_line_is_followed(
     cli: Cli, samples: list[Path], tmp_path: Path
 ) -> None:

@@ -27,6 +27,8 @@ from tests.daemon_helpers import (
 from tests.media import wav_bytes
 from voxbatch.emulator import Emulator
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:

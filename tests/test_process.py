@@ -24,6 +24,8 @@ from voxbatch.emulator import Emulator, Segment, recognize
 from voxbatch.ffmpeg import find_ffmpeg
 from voxbatch.pipeline import display_path
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 KEY = "test-key-0123456789"
 
 

@@ -31,6 +31,8 @@ from voxbatch.pipeline import Pipeline
 from voxbatch.summarize import part_chars, split_text
 from voxbatch.summary_stage import SummaryOutcome, run_summary_stages
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 KEY = "test-key-0123456789"
 PRICE_IN, PRICE_OUT = Decimal("0.15"), Decimal("0.60")
 TTS_PRICE = Decimal("16.0")

@@ -21,6 +21,8 @@ from voxbatch.emulator import Emulator
 from voxbatch.ffmpeg import find_ffmpeg
 from voxbatch.models import Job, JobState
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 
 @pytest.fixture
 def summarised(
