@@ -86,6 +86,7 @@ def test_progress_bar_on_a_terminal() -> None:
     assert "\r\x1b[2K[###############---------------]" in out  # a live bar, redrawn in place
 
 
+@pytest.mark.media
 def test_demo_prints_jobs_and_a_transcript() -> None:
     result = Cli({})("demo")
     assert "done" in result.stdout and "Transcript of" in result.stdout
@@ -93,6 +94,7 @@ def test_demo_prints_jobs_and_a_transcript() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.media
 @pytest.mark.timeout(300)  # six subprocesses, each importing the SDK
 def test_emulator_in_its_own_process_then_process_search_costs(
     tmp_path: Path, samples: list[Path], isolated_env: Path
@@ -135,6 +137,7 @@ def test_emulator_in_its_own_process_then_process_search_costs(
     assert emulator.returncode == 0
 
 
+@pytest.mark.media
 def test_unknown_status_and_unwritable_export_are_clear(cli: Cli, samples: list[Path]) -> None:
     assert cli("jobs", "--status", "bogus", ok=False).exit_code == 2
     [row] = cli.json("process", str(samples[0]))
@@ -144,6 +147,7 @@ def test_unknown_status_and_unwritable_export_are_clear(cli: Cli, samples: list[
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.media
 def test_job_refs_ids_and_hash_prefixes(cli: Cli, samples: list[Path]) -> None:
     rows = cli.json("process", *map(str, samples[:2]))
     sha = cli.json("show", str(rows[1]["job_id"]))["content_sha256"]
@@ -169,6 +173,7 @@ def test_model_without_a_price_is_refused_before_paying(
     assert emulator.records.sessions == []
 
 
+@pytest.mark.media
 def test_a_symlink_named_on_the_command_line_is_followed(
     cli: Cli, samples: list[Path], tmp_path: Path
 ) -> None:

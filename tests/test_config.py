@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import builtins
+import io
+import json
+import os
+import pwd
+import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import SYSTEM_CONFIG as DEFAULT_SYSTEM_CONFIG
+from tests.conftest import Cli
 from voxbatch.config import load_settings, masked
 from voxbatch.errors import ConfigError, MissingKeyError
 
@@ -158,3 +168,70 @@ def test_same_inbox_twice_is_an_error(tmp_path: Path) -> None:
     cfg = write(tmp_path / "v.toml", '[[inbox]]\npath = "a"\n[[inbox]]\npath = "a"\n')
     with pytest.raises(ConfigError, match="configured twice"):
         load_settings(config_file=cfg, environ={"VOXBATCH_HOME": str(tmp_path)})
+
+
+# --- the system-wide file, and a suite that never reads the machine's -------------------------
+
+
+def test_the_system_file_is_read_from_where_voxbatch_system_config_says(tmp_path: Path) -> None:
+    assert Path("/etc/voxbatch/voxbatch.toml") == DEFAULT_SYSTEM_CONFIG  # unless moved
+    system = write(tmp_path / "system.toml", "[daemon]\nconcurrency = 9\n")
+    home = tmp_path / "home"
+    env = {"VOXBATCH_HOME": str(home), "VOXBATCH_SYSTEM_CONFIG": str(system)}
+    s = load_settings(environ=env)
+    assert s.daemon.concurrency == 9 and s.config_file == system
+    home.mkdir()
+    write(home / "voxbatch.toml", "[daemon]\nconcurrency = 5\n")
+    assert load_settings(environ=env).daemon.concurrency == 5  # the home's file comes first
+    (home / "voxbatch.toml").unlink()
+    write(system, "[daemon\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{system}: invalid TOML")):
+        load_settings(environ=env)
+
+
+def test_loading_settings_in_tests_never_touches_etc_voxbatch_or_the_real_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stray /etc/voxbatch/voxbatch.toml cannot change a test's configuration: every way the
+    suite loads settings runs while each stat() and open() is recorded, and none names it."""
+    real_state = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".local" / "share" / "voxbatch"
+    touched: list[str] = []
+
+    def spy(real):  # type: ignore[no-untyped-def]
+        def call(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not isinstance(path, int):
+                touched.append(os.path.abspath(os.fsdecode(path)))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "stat", spy(os.stat))
+    monkeypatch.setattr(io, "open", spy(io.open))  # what pathlib opens files with
+    monkeypatch.setattr(builtins, "open", spy(builtins.open))
+
+    load_settings()  # the process environment, as the CLI and the daemon read it
+    load_settings(environ={"VOXBATCH_HOME": str(tmp_path)})  # an explicit one, as tests do
+    without_home = load_settings(environ={})  # ~/.local/share/voxbatch
+    shown = json.loads(Cli({})("config", "show", "--json").stdout)
+    assert any(path.startswith(str(tmp_path)) for path in touched)  # the spy saw the lookups
+    strays = [p for p in touched if p.startswith(("/etc/voxbatch", str(real_state)))]
+    assert strays == []
+    assert without_home.home.is_relative_to(tmp_path)  # ~ is a temporary folder
+    assert without_home.config_file is None and shown["config_file"] is None
+
+
+def test_subprocesses_get_the_temporary_home_and_system_file(tmp_path: Path) -> None:
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "VOXBATCH_HOME"):
+        assert Path(os.environ[name]).is_relative_to(tmp_path), name
+    system = Path(os.environ["VOXBATCH_SYSTEM_CONFIG"])
+    assert system.is_relative_to(tmp_path)
+    system.parent.mkdir(parents=True, exist_ok=True)
+    write(system, "[daemon]\nconcurrency = 9\n")
+    shown = subprocess.run(
+        [sys.executable, "-m", "voxbatch", "config", "show", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["config_file"] == str(system) and data["daemon"]["concurrency"] == 9
+    assert data["home"] == os.environ["VOXBATCH_HOME"]

@@ -14,6 +14,8 @@ from tests.daemon_helpers import assert_invariants, originals, rows
 from tests.media import wav_bytes
 from voxbatch.emulator import Emulator
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 
 def once(cli: Cli, *, ok: bool | None = None) -> int:
     return cli("run", "--once", ok=ok).exit_code

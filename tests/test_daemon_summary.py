@@ -5,12 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Cli, cli_for
 from tests.daemon_helpers import originals, rows
 from tests.media import wav_bytes
 from voxbatch.emulator import Emulator
 from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg
+
+pytestmark = pytest.mark.media  # they run ffmpeg
 
 
 def summary_cli(emu: Emulator, **env: str) -> Cli:

@@ -7,6 +7,7 @@ import pytest
 from benchmarks.long_file_memory import measure
 
 
+@pytest.mark.media
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_hour_file_peak_rss_under_150_mb() -> None:

@@ -24,6 +24,8 @@ from voxbatch.errors import display_path
 from voxbatch.media.audio import stream_pcm
 from voxbatch.media.ffmpeg import find_ffmpeg
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 KEY = "test-key-0123456789"
 
 

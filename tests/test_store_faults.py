@@ -26,7 +26,7 @@ from tests.daemon_helpers import (
 from tests.media import wav_bytes
 from voxbatch.emulator import Emulator
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.media, pytest.mark.timeout(300)]
 
 HOLD_LOCK = textwrap.dedent(
     """

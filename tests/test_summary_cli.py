@@ -23,6 +23,8 @@ from voxbatch.store import jobs, search
 from voxbatch.store.db import Database, open_database
 from voxbatch.store.models import Job, JobState
 
+pytestmark = pytest.mark.media  # they run ffmpeg
+
 
 @pytest.fixture
 def summarised(

@@ -43,6 +43,7 @@ def test_audio_source_failure_wins_and_end_is_never_sent() -> None:
     assert session.end_received is False and "transcription.done" not in session.events_sent
 
 
+@pytest.mark.media
 def test_deadline_fires_even_while_events_keep_coming(tmp_path: Path) -> None:
     clip = tmp_path / "talk.wav"
     tone_bursts(clip, 8.0, on_s=0.3, off_s=0.3)
@@ -54,6 +55,7 @@ def test_deadline_fires_even_while_events_keep_coming(tmp_path: Path) -> None:
         assert len(emu.records.sessions[0].events_sent) > 3  # it was not silent
 
 
+@pytest.mark.media
 def test_deltas_are_reported_live(tmp_path: Path) -> None:
     clip = tmp_path / "talk.wav"
     tone_bursts(clip, 3.0)

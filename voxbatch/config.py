@@ -25,7 +25,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
 ENV_PREFIX = "VOXBATCH_"
 # Variables that steer where configuration comes from rather than being settings themselves.
 # Read elsewhere, not settings: the config file's path, and the crash tests' kill point.
-_ENV_META = frozenset({"VOXBATCH_CONFIG", "VOXBATCH_CRASH_AT"})
+_ENV_META = frozenset({"VOXBATCH_CONFIG", "VOXBATCH_SYSTEM_CONFIG", "VOXBATCH_CRASH_AT"})
+# The system-wide file; VOXBATCH_SYSTEM_CONFIG moves it (packagers, and the hermetic test suite).
+SYSTEM_CONFIG = Path("/etc/voxbatch/voxbatch.toml")
 
 
 class _Strict(BaseModel):
@@ -271,7 +273,8 @@ def find_config_file(
         return explicit, True
     if environ.get("VOXBATCH_CONFIG"):
         return Path(environ["VOXBATCH_CONFIG"]), True
-    for candidate in (home / "voxbatch.toml", Path("/etc/voxbatch/voxbatch.toml")):
+    system = Path(environ.get("VOXBATCH_SYSTEM_CONFIG") or SYSTEM_CONFIG)
+    for candidate in (home / "voxbatch.toml", system):
         if candidate.is_file():
             return candidate, False
     return None, False

@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.fakes import FakeTranscriber
 from tests.media import wav_bytes
 from voxbatch.accounting.prices import stt_charge
@@ -16,6 +18,9 @@ from voxbatch.config import Settings
 from voxbatch.process import ProcessRun
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store.db import open_database
+
+# ffmpeg decodes the one-second clips (a fake stands in for the provider, not for ffmpeg).
+pytestmark = pytest.mark.media
 
 
 def _rows(db_path: Path, query: str) -> list[tuple[object, ...]]:
