@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.daemon_helpers import check_invariants, daemon_env, originals
-from tests.media import wav_bytes
+from tests.helpers.daemon import check_invariants, daemon_env, originals
+from tests.helpers.media import wav_bytes
 from voxbatch.emulator import EmulatorConfig, running_emulator
 
 

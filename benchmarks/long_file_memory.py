@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.media import long_audio
+from tests.helpers.media import long_audio
 
 
 def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:

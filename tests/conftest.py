@@ -237,8 +237,8 @@ def samples() -> list[Path]:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[object]:
-    """Start `voxbatch run` processes (`tests.daemon_helpers.Daemon`); all killed at the end."""
-    from tests.daemon_helpers import Daemon
+    """Start `voxbatch run` processes (`tests.helpers.daemon.Daemon`); all killed at the end."""
+    from tests.helpers.daemon import Daemon
 
     started: list[Daemon] = []
 
@@ -250,3 +250,11 @@ def spawn(tmp_path: Path) -> Iterator[object]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The system tier (real daemons, signals, mounts) is slow by definition."""
+    system = Path(__file__).resolve().parent / "system"
+    for item in items:
+        if system in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)

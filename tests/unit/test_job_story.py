@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fakes import FakeTranscriber
-from tests.media import wav_bytes
+from tests.helpers.media import wav_bytes
 from voxbatch.accounting.prices import stt_charge
 from voxbatch.config import Settings
 from voxbatch.process import ProcessRun

@@ -210,7 +210,7 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(supervisor.started.wait(), 3.0)
         # After the watcher started: nothing dropped in between is missed.
-        await asyncio.to_thread(self.intake.rescan)
+        await self.intake.rescan_off_loop()
         log.info(
             "voxbatch %s: watching %s (%s), %d worker(s)",
             "run --once" if self.once else "run",

@@ -81,6 +81,10 @@ class Intake:
         self.noted: set[bytes] = set()  # unsupported names already reported
         self.unmovable: dict[bytes, tuple[int, int, int]] = {}
         self.claiming = 0  # files between the inbox and the queue right now
+        # A pass's paths not yet looked at, and a rescan running in a thread: both are files
+        # on their way that `--once` must wait for (they are in neither hints nor the tracker).
+        self._unseen = 0
+        self._scanning = False
 
     def hint(self, path: bytes) -> None:
         self.hints.add(path)
@@ -90,7 +94,22 @@ class Intake:
 
     def settling(self) -> bool:
         """Files on their way to the queue: being claimed, waited on, hinted or to be scanned."""
-        return bool(self.claiming or len(self.tracker) or self.hints or self.rescan_due)
+        return bool(
+            self.claiming
+            or self._unseen
+            or self._scanning
+            or len(self.tracker)
+            or self.hints
+            or self.rescan_due
+        )
+
+    async def rescan_off_loop(self) -> None:
+        """`rescan` in a thread (it lists folders and may move files to quarantine/)."""
+        self._scanning = True
+        try:
+            await asyncio.to_thread(self.rescan)
+        finally:
+            self._scanning = False
 
     def rescan(self) -> None:
         self.rescan_due = False
@@ -115,21 +134,26 @@ class Intake:
                 or time.monotonic() - last_scan >= self.settings.daemon.rescan_seconds
             ):
                 last_scan = time.monotonic()
-                await asyncio.to_thread(self.rescan)
+                await self.rescan_off_loop()
             await self._intake_pass()
             await asyncio.sleep(self.tick_s)
 
     async def _intake_pass(self) -> None:
-        paths = set(self.tracker.paths()) | self.hints
+        paths = sorted(set(self.tracker.paths()) | self.hints)
         self.hints = set()
-        for path in sorted(paths):
-            if self._stop.is_set():
-                return
-            try:
-                await self._consider(path)
-            except Exception:  # one odd file must never stop the intake
-                log.exception("could not handle %s", display_path(Path(os.fsdecode(path))))
-                self.tracker.forget(path)
+        self._unseen = len(paths)
+        try:
+            for path in paths:
+                if self._stop.is_set():
+                    return
+                try:
+                    await self._consider(path)
+                except Exception:  # one odd file must never stop the intake
+                    log.exception("could not handle %s", display_path(Path(os.fsdecode(path))))
+                    self.tracker.forget(path)
+                self._unseen -= 1
+        finally:
+            self._unseen = 0
 
     def _locate(self, path: bytes) -> tuple[Inbox, bytes] | None:
         for box in sorted(self.boxes, key=lambda b: len(str(b.root)), reverse=True):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, cli_for
-from tests.daemon_helpers import assert_invariants, originals, rows
-from tests.media import wav_bytes
+from tests.helpers.daemon import assert_invariants, originals, rows
+from tests.helpers.media import wav_bytes
 from voxbatch.emulator import Emulator
 
 pytestmark = pytest.mark.media  # they run ffmpeg

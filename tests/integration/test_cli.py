@@ -19,7 +19,7 @@ from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
 from voxbatch.process import FileOutcome
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

@@ -642,7 +642,7 @@ def test_emulator_runs_in_the_callers_loop() -> None:
 
 def test_cli_listens_until_sigterm(tmp_path: Path) -> None:
     code = "from voxbatch.emulator.cli import emulator; emulator()"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     with subprocess.Popen(
         [sys.executable, "-c", code, "--port", "0", "--speed", "2"],
         stderr=subprocess.PIPE,

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, cli_for
-from tests.test_summary import KEY, make_settings, summarise, summary_profile, transcribe
+from tests.integration.test_summary import (
+    KEY,
+    make_settings,
+    summarise,
+    summary_profile,
+    transcribe,
+)
 from voxbatch.accounting import budget
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.emulator import Emulator

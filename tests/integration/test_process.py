@@ -18,7 +18,7 @@ import pysubs2
 import pytest
 
 from tests.conftest import Cli, cli_for
-from tests.media import hostile_set, tone_bursts
+from tests.helpers.media import hostile_set, tone_bursts
 from voxbatch.emulator import Emulator, Segment, recognize
 from voxbatch.errors import display_path
 from voxbatch.media.audio import stream_pcm
@@ -391,7 +391,7 @@ def test_pace_limits_the_sending_rate(make_emulator, tmp_path: Path) -> None:
 @pytest.fixture
 def six_minutes(tmp_path: Path) -> Path:
     """Long enough that ffmpeg is still converting when a fault strikes."""
-    from tests.media import long_audio
+    from tests.helpers.media import long_audio
 
     return long_audio(tmp_path / "long.mp3", hours=0.1)
 

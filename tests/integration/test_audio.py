@@ -27,7 +27,7 @@ import imageio_ffmpeg
 import pytest
 
 from tests.conftest import ffmpeg_under_test
-from tests.media import (
+from tests.helpers.media import (
     HOSTILE_NAMES,
     concat_script,
     hostile_set,
@@ -50,7 +50,7 @@ from voxbatch.media.ffmpeg import ALLOWED_DEMUXERS, find_ffmpeg, input_url, pcm_
 
 pytestmark = pytest.mark.media  # they run ffmpeg
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_audio"
 T = TypeVar("T")
 
 

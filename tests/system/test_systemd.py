@@ -13,7 +13,7 @@ import pytest
 
 from voxbatch.config import DaemonSettings
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "voxbatch.service"
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "voxbatch.service"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(
     ANALYZE is None and os.environ.get("CI") != "true",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, cli_for
-from tests.daemon_helpers import originals, rows
-from tests.media import wav_bytes
+from tests.helpers.daemon import originals, rows
+from tests.helpers.media import wav_bytes
 from voxbatch.emulator import Emulator
 from voxbatch.media.audio import probe
 from voxbatch.media.ffmpeg import find_ffmpeg

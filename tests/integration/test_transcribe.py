@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media import tone_bursts
+from tests.helpers.media import tone_bursts
 from voxbatch.emulator import EmulatorConfig, running_emulator
 from voxbatch.errors import AuthError, ConversionError, ProviderError, StreamIncompleteError
 from voxbatch.media.audio import stream_pcm

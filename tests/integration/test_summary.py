@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.media import tone_bursts
+from tests.helpers.media import tone_bursts
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.emulator import Emulator
 from voxbatch.emulator.http_api import estimate_tokens, summarize

@@ -1,7 +1,7 @@
 """Test media made on the spot with the real ffmpeg: tone bursts, long files, hostile files.
 
 Every factory writes into a directory the caller owns (tmp_path) and runs ffmpeg synchronously.
-Import from other tests as `from tests.media import tone_bursts, hostile_set, ...`.
+Import from other tests as `from tests.helpers.media import tone_bursts, hostile_set, ...`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_helpers import (
+from tests.helpers.daemon import (
     assert_invariants,
     daemon_env,
     daemon_ready,
@@ -23,7 +23,7 @@ from tests.daemon_helpers import (
     voxbatch,
     wait_until,
 )
-from tests.media import wav_bytes
+from tests.helpers.media import wav_bytes
 from voxbatch.emulator import Emulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.media, pytest.mark.timeout(300)]
