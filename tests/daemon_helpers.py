@@ -75,8 +75,8 @@ def voxbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def rows(home: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Query the database, tolerating one that another process is still creating (for polls:
-    an unreadable database reads as "not yet")."""
+    """Query the database, tolerating one that another process is still creating or migrating
+    (for polls: an unreadable database, or one without the column yet, reads as "not yet")."""
     path = home / "voxbatch.db"
     if not path.exists():
         return []
@@ -84,7 +84,7 @@ def rows(home: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(path, timeout=10) as conn:
             return conn.execute(query, params).fetchall()
     except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc) or "locked" in str(exc):
+        if any(m in str(exc) for m in ("no such table", "no such column", "locked")):
             return []
         raise
 

@@ -320,8 +320,10 @@ def test_a_timeout_after_sending_is_not_retried_and_is_charged_as_estimated(
     assert row.outcome == "timeout" and row.estimated
     assert row.cost_usd is not None and row.cost_usd > 0 and row.output_tokens == 1024
     assert len(emu.records.chat) == 1
-    # The retry of the job (the server answers at once now) buys the summary then.
-    outcome = summarise(settings, db, job_id, summary_profile(), isolated_env / "outbox")
+    # The retry of the job (the server answers at once now) buys the summary then. Its timeout
+    # is a roomy one: the emulator's speech is ffmpeg-encoded, which 0.3 s does not always cover.
+    roomy = make_settings(isolated_env, emu)
+    outcome = summarise(roomy, db, job_id, summary_profile(), isolated_env / "outbox")
     assert outcome.bought_summary and len(emu.records.chat) == 2
 
 
