@@ -82,12 +82,7 @@ def test_temp_then_rename_and_partial_names(emulator: Emulator, home: Path, spaw
     assert len(emulator.records.sessions) == 2
 
 
-<<<<<<< HEAD:tests/system/test_daemon_live.py
-@pytest.mark.slow
-@pytest.mark.timeout(660)  # its own deadline below, not the suite's 120 s, bounds it
-=======
 @pytest.mark.timeout(1800)  # a last resort: the progress check below is what bounds it
->>>>>>> tests-hermetic:tests/test_daemon_live.py
 def test_a_burst_of_1000_files_none_lost_or_duplicated(
     emulator: Emulator, home: Path, spawn
 ) -> None:
@@ -104,10 +99,6 @@ def test_a_burst_of_1000_files_none_lost_or_duplicated(
         tmp = inbox / ".incoming" / name
         tmp.write_bytes(bytes(base))
         os.rename(tmp, inbox / name)
-<<<<<<< HEAD:tests/system/test_daemon_live.py
-    # Two ffmpeg runs a file: about 300 s on two cores shared with other work, with either ffmpeg.
-    wait_until(lambda: done_count(home) == 1000, 600, "1000 files done", daemon)
-=======
     # Two ffmpeg runs a file: 260-600+ s on two cores shared with other work, with either ffmpeg.
     # So the limit is on progress, not on the machine's speed: 60 s without a file done fails.
     done, progressed = 0, time.monotonic()
@@ -117,7 +108,6 @@ def test_a_burst_of_1000_files_none_lost_or_duplicated(
         elif time.monotonic() - progressed > 60:
             raise AssertionError(f"stuck at {done} files done\n{daemon.text()[-4000:]}")
         time.sleep(0.5)
->>>>>>> tests-hermetic:tests/test_daemon_live.py
     assert originals(home / "done") == names
     assert rows(home, "SELECT COUNT(*), COUNT(DISTINCT content_sha256) FROM job") == [(1000, 1000)]
     assert len(emulator.records.sessions) == 1000
