@@ -47,6 +47,11 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=30)
     parser.add_argument("--kills", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--max-delay", type=float, default=4.0,
+        help="latest kill after a start, in seconds (raise it on a loaded machine, where a "
+        "daemon takes longer than 4 s to be up and every kill would land before it works)",
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp, running_emulator(EmulatorConfig(speed=4)) as emu:
@@ -73,7 +78,7 @@ def main() -> int:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "voxbatch", "run"], env=env, stderr=subprocess.DEVNULL
             )
-            deadline = started + rng.uniform(0.5, 4.0)
+            deadline = started + rng.uniform(0.5, args.max_delay)
             ready_after = None
             while time.monotonic() < deadline:
                 if ready_after is None and is_working(home, daemon.pid):

@@ -226,9 +226,16 @@ class RealtimeTranscriber:
             finished = True
             return result
         finally:
-            # After a failure the server may be stalled: drop the connection rather than wait
-            # for a closing handshake that may never come.
-            await _close(connection, polite=finished)
+            if finished:
+                # The transcription is done and billed: hand it back to be recorded now, and
+                # say goodbye meanwhile. Waiting for the closing handshake first (up to 2 s)
+                # was a window in which a crash lost a finished transcription, bought again.
+                _closing.add(task := asyncio.create_task(_close(connection, polite=True)))
+                task.add_done_callback(_closing.discard)
+            else:
+                # After a failure the server may be stalled: drop the connection rather than
+                # wait for a closing handshake that may never come.
+                await _close(connection, polite=False)
             for task in (sender, receiver):
                 task.cancel()
             for task in (sender, receiver):
@@ -344,6 +351,10 @@ class RealtimeTranscriber:
         finally:
             if getter is not None:
                 getter.cancel()
+
+
+# Polite closes still under way (a reference keeps each task alive until it ends).
+_closing: set[asyncio.Task[None]] = set()
 
 
 async def _close(connection: RealtimeConnection, *, polite: bool) -> None:
