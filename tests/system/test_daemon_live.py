@@ -163,7 +163,10 @@ def test_kill_9_after_claim_or_mid_move_then_restart(
     planned = rows(home, "SELECT COUNT(*) FROM job WHERE move_to IS NOT NULL")
     leased = rows(home, "SELECT COUNT(*) FROM job WHERE state = 'claimed'")
     if point == "leased":
-        assert leased == [(1,)] and planned == [(0,)]  # it died holding a job
+        assert leased == [(1,)]  # it died holding a job, already moved to work/; the scan may
+        # have been moving another file meanwhile (planned, not made: the restart finishes it)
+        held = "SELECT COUNT(*) FROM job WHERE state = 'claimed' AND move_to IS NOT NULL"
+        assert rows(home, held) == [(0,)] and planned in ([(0,)], [(1,)])
     else:
         assert planned == [(1,)]  # it died between recording a move and making it
     restarted = run_once(daemon_env(emulator, home))
