@@ -29,6 +29,7 @@ from voxbatch.media import audio
 from voxbatch.media.ffmpeg import check_regular_file
 from voxbatch.stages.job import run_job
 from voxbatch.stages.pipeline import Pipeline
+from voxbatch.stages.transcribe import NoProgress, Progress
 from voxbatch.store import calls, jobs, transcripts
 from voxbatch.store.jobs import link_to_primary, mark_done
 from voxbatch.store.models import TERMINAL_STATES, Job, JobState, utcnow
@@ -60,9 +61,9 @@ class _Admitted:
     duplicate_of: int | None
 
 
-class Reporter(Protocol):
-    def started(self, path: Path, duration_s: float | None) -> None: ...
-    def advanced(self, path: Path, seconds: float) -> None: ...
+class Reporter(Progress, Protocol):
+    """Progress, and each file's outcome once it has one."""
+
     def finished(self, outcome: FileOutcome) -> None: ...
 
 
@@ -303,12 +304,6 @@ def _daemon_holds(job: Job) -> str | None:
     return None
 
 
-class _Silent:
-    def started(self, path: Path, duration_s: float | None) -> None:
-        pass
-
-    def advanced(self, path: Path, seconds: float) -> None:
-        pass
-
+class _Silent(NoProgress):
     def finished(self, outcome: FileOutcome) -> None:
         pass
