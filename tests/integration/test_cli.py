@@ -59,7 +59,7 @@ def test_config_show_masks_the_key(tmp_path: Path) -> None:
     assert data["daemon"]["concurrency"] == 3
     assert data["mistral"]["api_key"] == "*** (set)"
     text = cli("config", "show").stdout
-    assert "daemon.concurrency = 3" in text and "sk-abcdefghijklmnop" not in text
+    assert "concurrency = 3" in text and "sk-abcdefghijklmnop" not in text
 
 
 def test_export_and_show_unknown_job(cli: Cli) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from voxbatch.config import Settings
@@ -21,12 +22,30 @@ from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
 from voxbatch.store.db import open_database
 
 
+class Level(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+    @property
+    def label(self) -> str:
+        return {Level.OK: "ok  ", Level.WARN: "warn", Level.FAIL: "FAIL"}[self]
+
+
+class Advice(VoxbatchError):
+    """A check that passes with a warning: worth fixing, not a reason to fail."""
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool
+    level: Level
     detail: str
     hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.level is not Level.FAIL
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -44,11 +63,13 @@ def run_checks(settings: Settings) -> list[Check]:
 
 def _guard(name: str, check: Callable[[], str]) -> Check:
     try:
-        return Check(name, True, check())
+        return Check(name, Level.OK, check())
+    except Advice as exc:
+        return Check(name, Level.WARN, exc.message, exc.hint)
     except VoxbatchError as exc:
-        return Check(name, False, exc.message, exc.hint)
+        return Check(name, Level.FAIL, exc.message, exc.hint)
     except OSError as exc:
-        return Check(name, False, one_line(exc))
+        return Check(name, Level.FAIL, one_line(exc))
 
 
 def _ffmpeg(settings: Settings) -> str:
@@ -90,11 +111,20 @@ def _handshake(settings: Settings) -> str:
     )
 
 
+def _mode(path: Path) -> str:
+    return f"{path.stat().st_mode & 0o777:04o}"  # as chmod takes it
+
+
 def _database(settings: Settings) -> str:
     path = settings.db_path
+    if not path.exists():
+        raise Advice(
+            f"no database yet at {path}",
+            hint="`voxbatch process` or `voxbatch run` creates it",
+        )
     with open_database(path) as db, db.write() as session:
         session.connection().exec_driver_sql("CREATE TEMP TABLE doctor_probe (x INTEGER)")
-    mode = oct(path.stat().st_mode & 0o777)
+    mode = _mode(path)
     fs = filesystem_type(path.parent)
     if is_remote(fs):
         raise VoxbatchError(
@@ -106,29 +136,37 @@ def _database(settings: Settings) -> str:
 
 def _folders(settings: Settings) -> str:
     check_layout(settings, inboxes(settings))
-    missing = [n for n in FOLDERS if not settings.folder(n).is_dir()]
-    if missing:
-        raise VoxbatchError(
-            f"missing under {settings.home}: {', '.join(missing)}",
-            hint="`voxbatch run` creates them at start",
-        )
-    unwritable = [n for n in FOLDERS if not os.access(settings.folder(n), os.W_OK | os.X_OK)]
+    present = [n for n in FOLDERS if settings.folder(n).is_dir()]
+    missing = [n for n in FOLDERS if n not in present]
+    unwritable = [n for n in present if not os.access(settings.folder(n), os.W_OK | os.X_OK)]
     if unwritable:
         raise VoxbatchError(
             f"not writable: {', '.join(unwritable)}",
             hint="give the voxbatch user write access (the systemd unit's ReadWritePaths=)",
         )
-    home_mode = settings.home.stat().st_mode & 0o777
+    if not settings.home.is_dir():
+        raise Advice(
+            f"{settings.home} does not exist yet",
+            hint="only `voxbatch run` needs the daemon's folders; it creates them at start",
+        )
     free = shutil.disk_usage(settings.home).free / 1e9
-    detail = f"{settings.home} (mode {oct(home_mode)}), {free:.1f} GB free"
-    if home_mode & 0o077:
-        detail += "; warning: others can read it (transcripts are sensitive): chmod 700"
+    detail = f"{settings.home} (mode {_mode(settings.home)}), {free:.1f} GB free"
+    if missing:
+        raise Advice(
+            f"{detail}; not created yet: {', '.join(missing)}",
+            hint="only `voxbatch run` needs them; it creates them at start",
+        )
+    if settings.home.stat().st_mode & 0o007:
+        raise Advice(
+            f"{detail}; other users can read it (transcripts are sensitive)",
+            hint=f"chmod o-rwx {settings.home}",
+        )
     return detail
 
 
 def _inbox(settings: Settings, root: Path) -> str:
     if not os.path.isdir(root):
-        raise VoxbatchError(f"{root} does not exist", hint="`voxbatch run` creates it at start")
+        raise Advice(f"{root} does not exist yet", hint="`voxbatch run` creates it at start")
     if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
         raise VoxbatchError(
             f"{root}: voxbatch must be able to read it and move files out of it",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 
 import click
 
 from voxbatch.cli.app import EXIT_FAILED, App, json_option
-from voxbatch.cli.render import emit_json, table
+from voxbatch.cli.render import OutputMode, emit, emit_json, rows_output, table, utc_text
 from voxbatch.errors import VoxbatchError
 
 
@@ -45,7 +46,7 @@ def status(app: App, as_json: bool) -> None:
         click.echo(table(data["in_progress"], ["id", "state", "stage", "file"]))
     if data["waiting"]:
         click.echo("\nWaiting:")
-        click.echo(table(data["waiting"], ["id", "file", "until", "reason"], max_width=100))
+        click.echo(table(data["waiting"], ["id", "file", "until", "reason"]))
 
 
 @click.command()
@@ -89,7 +90,9 @@ def why(app: App, path: str, as_json: bool) -> None:
     click.echo("")
     for ev in events:
         who = f"job {ev['job_id']}" if ev["job_id"] else (ev["path"] or "")
-        click.echo(f"{ev['at']:%Y-%m-%d %H:%M:%S}  {who:<8} {ev['kind']:<14} {ev['detail']}")
+        at = ev["at"]
+        assert isinstance(at, datetime)
+        click.echo(f"{utc_text(at)} UTC  {who:<8} {ev['kind']:<14} {ev['detail']}")
 
 
 @click.command()
@@ -164,21 +167,25 @@ def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:
 
 
 @click.command()
-@json_option
+@rows_output
 @click.pass_obj
-def doctor(app: App, as_json: bool) -> None:
-    """Check ffmpeg, the key, a real API handshake, the database and the folders."""
+def doctor(app: App, mode: OutputMode) -> None:
+    """Check ffmpeg, the key, a real API handshake, the database and the folders.
+
+    Exits 1 when a check fails; warnings (such as daemon folders a `process`-only
+    user does not need) are shown but do not fail."""
     from voxbatch.cli.doctor import run_checks
 
     checks = run_checks(app.settings)
     rows = [
-        {"check": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint or None} for c in checks
+        {"check": c.name, "ok": c.ok, "level": c.level, "detail": c.detail, "hint": c.hint or None}
+        for c in checks
     ]
-    if as_json:
-        emit_json(rows)
+    if mode is not OutputMode.TABLE:
+        emit(rows, [], mode=mode)
     else:
         for c in checks:
-            click.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<14} {c.detail}")
+            click.echo(f"{c.level.label}  {c.name:<14} {c.detail}")
             if c.hint:
                 click.echo(f"{'':20}hint: {c.hint}")
     if not all(c.ok for c in checks):

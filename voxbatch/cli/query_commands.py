@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,15 @@ import click
 
 from voxbatch.cli.app import App, fail, json_option, parse_since
 from voxbatch.cli.choices import COST_GROUPINGS, EXPORT_FORMATS, JOB_STATES
-from voxbatch.cli.render import emit, emit_json, segment_line, table
+from voxbatch.cli.render import (
+    OutputMode,
+    emit,
+    emit_json,
+    rows_output,
+    segment_line,
+    table,
+    utc_text,
+)
 from voxbatch.errors import VoxbatchError
 
 if TYPE_CHECKING:
@@ -36,9 +45,9 @@ JOB_COLUMNS = ["id", "state", "file", "audio_seconds", "language", "cost_usd", "
     show_default=True,
     help="At most this many, newest first (0 = all).",
 )
-@json_option
+@rows_output
 @click.pass_obj
-def jobs(app: App, state: str | None, since: str | None, limit: int, as_json: bool) -> None:
+def jobs(app: App, state: str | None, since: str | None, limit: int, mode: OutputMode) -> None:
     """List jobs, newest first."""
     from voxbatch.ops import reports
     from voxbatch.store import jobs as store_jobs
@@ -46,7 +55,7 @@ def jobs(app: App, state: str | None, since: str | None, limit: int, as_json: bo
     with app.db.read() as session:
         found = store_jobs.list_jobs(session, state=state, since=parse_since(since), limit=limit)
         rows = reports.job_rows(session, found)
-    emit(rows, JOB_COLUMNS, as_json=as_json)
+    emit(rows, JOB_COLUMNS, mode=mode)
 
 
 @click.command()
@@ -82,7 +91,7 @@ def show(app: App, job: str, as_json: bool) -> None:
         "finished_at",
     ):
         if data[key] is not None and not (key == "requeues" and data[key] == 0):
-            click.echo(f"{key + ':':<16}{data[key]}")
+            click.echo(f"{key + ':':<16}{_field(data[key])}")
     click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
     if data["estimated_cost_usd"] is not None:
         click.echo(f"{'estimated:':<16}{format_usd(data['estimated_cost_usd'])}")
@@ -111,7 +120,11 @@ def show(app: App, job: str, as_json: bool) -> None:
     )
     click.echo("\nHistory:")
     for ev in data["history"]:
-        click.echo(f"  {ev['at']:%Y-%m-%d %H:%M:%S}  {ev['kind']:<16} {ev['detail']}")
+        click.echo(f"  {utc_text(ev['at'])} UTC  {ev['kind']:<16} {ev['detail']}")
+
+
+def _field(value: object) -> str:
+    return f"{utc_text(value)} UTC" if isinstance(value, datetime) else str(value)
 
 
 @click.command()
@@ -184,9 +197,9 @@ def _summary_content(session: Session, job: Job, fmt: str) -> str | bytes:
 @click.command()
 @click.argument("query", nargs=-1, required=True)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-@json_option
+@rows_output
 @click.pass_obj
-def search(app: App, query: tuple[str, ...], limit: int, as_json: bool) -> None:
+def search(app: App, query: tuple[str, ...], limit: int, mode: OutputMode) -> None:
     """Full-text search over transcripts and summaries, best matches first, with snippets."""
     from voxbatch.store.search import fts_query, search_summaries, search_transcripts
 
@@ -207,9 +220,10 @@ def search(app: App, query: tuple[str, ...], limit: int, as_json: bool) -> None:
         {"job_id": job_id, "file": name, "in": where, "snippet": snippet}
         for _, job_id, name, where, snippet in hits
     ]
-    emit(rows, ["job_id", "file", "in", "snippet"], as_json=as_json)
-    if not hits:
-        click.echo("no matches", err=True)
+    if not rows and mode is OutputMode.TABLE:
+        click.echo("no matches", err=True)  # once: no empty table beside it
+        return
+    emit(rows, ["job_id", "file", "in", "snippet"], mode=mode)
 
 
 @click.command()
@@ -220,18 +234,17 @@ def search(app: App, query: tuple[str, ...], limit: int, as_json: bool) -> None:
     "(default: model and kind).",
 )
 @click.option("--since", help="Only calls since (ISO date or 7d, 12h, 30m).")
-@json_option
+@rows_output
 @click.pass_obj
-def costs(app: App, by: str | None, since: str | None, as_json: bool) -> None:
-    """What the API calls cost, from the recorded calls; estimates against actual costs."""
+def costs(app: App, by: str | None, since: str | None, mode: OutputMode) -> None:
+    """What the API calls cost, from the recorded calls; estimates against actual costs.
+
+    --json prints the whole report; --csv and --nl print its rows."""
     from voxbatch.accounting.prices import format_usd
     from voxbatch.ops import reports
 
     with app.db.read() as session:
         report = reports.costs_report(session, since=parse_since(since), by=by)
-    if as_json:
-        emit_json(report)
-        return
     keys = ["model", "kind"] if by is None else [by]
     columns = [
         "calls",
@@ -243,6 +256,12 @@ def costs(app: App, by: str | None, since: str | None, as_json: bool) -> None:
         "cost_usd",
         "estimated_usd",
     ]
+    if mode is OutputMode.JSON:
+        emit_json(report)
+        return
+    if mode is not OutputMode.TABLE:
+        emit(report["rows"], [*keys, *columns], mode=mode)
+        return
     click.echo(table(report["rows"], [*keys, *columns]))
     click.echo(
         f"\ntotal: {format_usd(report['total_usd'])} "
