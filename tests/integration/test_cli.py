@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -15,9 +14,7 @@ import pytest
 
 from tests.conftest import Cli
 from voxbatch.cli.main import main
-from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
-from voxbatch.process import FileOutcome
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -67,23 +64,6 @@ def test_export_and_show_unknown_job(cli: Cli) -> None:
     assert result.exit_code == 1 and "no job with id 42" in result.stderr
     result = cli("show", "zz", ok=False)
     assert "neither a job id" in result.stderr
-
-
-def test_progress_bar_on_a_terminal() -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    stream = Tty()
-    reporter = StderrReporter(2, stream=stream)
-
-    reporter.started(Path("/x/a.wav"), 10.0)
-    reporter.advanced(Path("/x/a.wav"), 5.0)
-    reporter._draw(force=True)
-    reporter.finished(FileOutcome(Path("/x/a.wav"), 1, "done", audio_seconds=10.0))
-    out = stream.getvalue()
-    assert "50.0%" in out and "[1/2] ok      a.wav → job 1" in out
-    assert "\r\x1b[2K[###############---------------]" in out  # a live bar, redrawn in place
 
 
 @pytest.mark.media

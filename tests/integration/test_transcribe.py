@@ -93,3 +93,20 @@ def test_errors_never_quote_the_key() -> None:
     transcriber = client("http://127.0.0.1:9")
     err = ProviderError("invalid Authorization header: Bearer test-key-0123456789")
     assert "test-key-0123456789" not in str(transcriber.redact(err))
+
+
+@pytest.mark.media
+def test_how_far_the_server_has_transcribed_is_reported(tmp_path: Path) -> None:
+    """Progress comes from the server's segments, not from the audio handed to the socket."""
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 6.0, on_s=0.6, off_s=0.7)  # pauses of 0.7 s end the emulator's segments
+    heard: list[float] = []
+    progress = StreamProgress(on_heard=heard.append)
+    with running_emulator(EmulatorConfig()) as emu:
+        result = asyncio.run(
+            client(emu.base_url).transcribe(
+                stream_pcm(clip, ffmpeg=find_ffmpeg()), OPTIONS, progress=progress
+            )
+        )
+    assert heard == sorted(heard) and len(heard) == len(result.segments) >= 3
+    assert heard[-1] == result.segments[-1].end and 4.0 < heard[-1] <= 6.0

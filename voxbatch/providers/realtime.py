@@ -63,6 +63,9 @@ class StreamProgress:
     request_id: str | None = None
     # Told once the server accepted the session (so the key and model are good).
     on_connected: Callable[[], None] | None = None
+    # Told how far into the audio the server has transcribed (each segment's end, seconds):
+    # what a progress bar should show, since audio sent is far ahead of audio heard.
+    on_heard: Callable[[float], None] | None = None
 
     @property
     def seconds_sent(self) -> float:
@@ -329,6 +332,8 @@ class RealtimeTranscriber:
                     language = event.audio_language or language
                 elif isinstance(event, TranscriptionStreamSegmentDelta):
                     segments.append(TimedText(event.start, event.end, event.text, _speaker(event)))
+                    if progress.on_heard is not None and event.end is not None:
+                        progress.on_heard(event.end)
                 elif isinstance(event, UnknownRealtimeEvent) and event.type in (
                     "transcription.done",
                     "error",

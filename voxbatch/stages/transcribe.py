@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import AsyncGenerator, Callable
@@ -55,6 +56,7 @@ class Progress(Protocol):
 
     def started(self, path: Path, duration_s: float | None) -> None: ...
     def advanced(self, path: Path, seconds: float) -> None: ...
+    def transcribed(self, path: Path, up_to_s: float) -> None: ...
 
 
 class NoProgress:
@@ -62,6 +64,9 @@ class NoProgress:
         pass
 
     def advanced(self, path: Path, seconds: float) -> None:
+        pass
+
+    def transcribed(self, path: Path, up_to_s: float) -> None:
         pass
 
 
@@ -188,7 +193,10 @@ class TranscriptionStage:
             target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
             pace=self.settings.daemon.pace,
         )
-        progress = StreamProgress(on_connected=self.on_connected)
+        progress = StreamProgress(
+            on_connected=self.on_connected,
+            on_heard=functools.partial(self.reporter.transcribed, path),
+        )
         live = _LiveText(self.db, job_id)
         flusher = asyncio.create_task(live.run())
         pcm = self._counted(
