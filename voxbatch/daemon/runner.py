@@ -239,16 +239,17 @@ class Daemon:
         outcomes = self.state.outcomes
         summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
-        if self.once:
-            await self.db.run(self._report_left_queued)
         if not self.once:
             return 0
-        # --once is for scripts: anything short of success says so.
+        rounds_pending = await self.db.run(self._report_left_queued)
+        # --once is for scripts: anything short of success says so, also a job that an earlier
+        # run put back for a later round (this one found it not yet due).
         troubled = self.keys.paused or self.breaker.is_open
         unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
-        return 1 if troubled or unfinished else 0
+        return 1 if troubled or unfinished or rounds_pending else 0
 
-    def _report_left_queued(self) -> None:
+    def _report_left_queued(self) -> int:
+        """Log what is left in the queue; the number of jobs waiting for a retry round."""
         with self.db.read() as session:
             left = session.exec(
                 select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
@@ -260,6 +261,7 @@ class Daemon:
             log.warning("%d job(s) left in the queue: %s", n, reason)
         if left:
             log.warning("`voxbatch status` shows them; `voxbatch run` takes them when it may")
+        return sum(1 for job in left if job.requeues > 0)
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """A loop that fails is logged and restarted: a bug must not silently stop intake."""
