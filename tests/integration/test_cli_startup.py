@@ -24,6 +24,7 @@ COMMANDS = {
     "export",
     "jobs",
     "process",
+    "prune",
     "retry",
     "run",
     "search",

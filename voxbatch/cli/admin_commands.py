@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 
-from voxbatch.cli.app import EXIT_USAGE, App, fail
+from voxbatch.cli.app import EXIT_USAGE, App, fail, json_option
+from voxbatch.cli.render import emit_json
 
 
 @click.command()
@@ -27,3 +29,43 @@ def backup(app: App, file: Path, force: bool) -> None:
     except FileExistsError:
         fail(f"{file} exists; use --force to replace it", code=EXIT_USAGE)
     click.echo(f"backed up {settings.db_path} to {done}", err=True)
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Prune done jobs that finished more than DAYS days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be removed; change nothing.")
+@json_option
+@click.pass_obj
+def prune(app: App, days: int, dry_run: bool, as_json: bool) -> None:
+    """Remove done jobs older than DAYS: originals in done/, outputs in the outbox, and their
+    rows (the cost ledger is kept). Failed and unfinished jobs are never pruned."""
+    from voxbatch.ops.retention import prune as prune_jobs
+
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    report = prune_jobs(app.db, app.settings, cutoff, dry_run=dry_run)
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "cutoff": cutoff,
+                "jobs": report.jobs,
+                "files": [str(f) for f in report.files],
+                "path_events": report.path_events,
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report.files:
+        click.echo(f"{verb}: {path}")
+    click.echo(
+        f"{verb} {report.jobs} job(s) finished before {cutoff:%Y-%m-%d %H:%M} UTC, "
+        f"{len(report.files)} file(s) and {report.path_events} old note(s) about files; "
+        "the cost ledger is kept",
+        err=True,
+    )
