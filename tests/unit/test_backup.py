@@ -79,6 +79,13 @@ def test_backup_refuses_to_overwrite_without_force(isolated_env: Path, tmp_path:
     assert list(tmp_path.glob(".*partial")) == []
 
 
+def test_backup_into_a_missing_folder_is_a_usage_error(isolated_env: Path, tmp_path: Path) -> None:
+    open_database(isolated_env / "voxbatch.db").close()
+    result = Cli({})("backup", str(tmp_path / "nowhere" / "copy.db"), ok=None)
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "no folder" in result.stderr
+
+
 def test_backup_of_postgresql_says_pg_dump(isolated_env: Path, tmp_path: Path) -> None:
     result = Cli({"VOXBATCH_DATABASE": "postgresql://127.0.0.1/test"})(
         "backup", str(tmp_path / "x.db"), ok=None

@@ -24,6 +24,8 @@ def backup(app: App, file: Path, force: bool) -> None:
         fail("voxbatch backup copies SQLite databases; for PostgreSQL use pg_dump", code=EXIT_USAGE)
     if not settings.db_path.is_file():
         fail(f"no database at {settings.db_path}", code=EXIT_USAGE)
+    if not file.absolute().parent.is_dir():
+        fail(f"no folder {file.absolute().parent} to write {file.name} into", code=EXIT_USAGE)
     try:
         done = backup_database(settings.db_path, file, force=force)
     except FileExistsError:
