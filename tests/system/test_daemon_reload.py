@@ -94,6 +94,22 @@ def test_sighup_adds_an_inbox_and_keeps_what_needs_a_restart(
     assert daemon.process.poll() is None
     (second / "after.wav").write_bytes(wav_bytes(1.0, tag=4))
     wait_until(lambda: len(originals(home / "done")) == 2, 30, "the second file done", daemon)
+
+    # A spend cap added by a reload holds the next job.
+    config.write_text(
+        '[budget]\ndaily_usd = 0.0000001\n\n[[inbox]]\npath = "inbox"\n\n'
+        '[[inbox]]\npath = "second"\n'
+    )
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.text().count("configuration reloaded") == 2, 15, "the reload", daemon)
+    (home / "inbox" / "capped.wav").write_bytes(wav_bytes(1.0, tag=5))
+
+    def held_by_the_cap() -> bool:
+        found = rows(home, "SELECT wait_reason FROM job WHERE source_name = 'capped.wav'")
+        return bool(found) and "daily cap" in (found[0][0] or "")
+
+    wait_until(held_by_the_cap, 30, "the job waiting for the cap", daemon)
+    assert len(emulator.records.sessions) == 2  # not bought
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
 
