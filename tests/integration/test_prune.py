@@ -19,6 +19,11 @@ pytestmark = pytest.mark.media  # they run ffmpeg
 TABLES = ("job", "transcript", "segment", "summary", "event", "api_call", "cost_estimate")
 
 
+def stored(when: datetime) -> str:
+    """A time as the store writes it: naive UTC."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def tree(home: Path) -> set[str]:
     found = set()
     for folder in ("done", "failed", "outbox", "work", "inbox"):
@@ -44,12 +49,11 @@ def test_prune_dry_run_then_real_run(emulator: Emulator, isolated_env: Path) -> 
     cli("run", "--once", ok=None)
     ids = dict(rows(home, "SELECT source_name, id FROM job"))
     assert rows(home, "SELECT state FROM job WHERE source_name = 'broken.wav'") == [("failed",)]
-    old = datetime.now(UTC) - timedelta(days=40)
+    old = stored(datetime.now(UTC) - timedelta(days=40))
     with sqlite3.connect(home / "voxbatch.db") as conn:
-        conn.execute("UPDATE job SET finished_at = ?, created_at = ?",
-                     (old.isoformat(), old.isoformat()))  # fmt: skip
+        conn.execute("UPDATE job SET finished_at = ?, created_at = ?", (old, old))
         conn.execute("UPDATE job SET finished_at = ? WHERE source_name = 'recent.wav'",
-                     (datetime.now(UTC).isoformat(),))  # fmt: skip
+                     (stored(datetime.now(UTC)),))  # fmt: skip
         # A copy of guarded.wav's audio still queued: its whole group must stay.
         conn.execute(
             "INSERT INTO job (content_sha256, duplicate_of, source_path, source_name, size_bytes,"
@@ -86,6 +90,10 @@ def test_prune_dry_run_then_real_run(emulator: Emulator, isolated_env: Path) -> 
     assert after["segment"] < before_rows["segment"]
     assert cli.json("costs")["total_usd"] == total
     assert (home / "failed" / "broken.wav").exists()
+    with sqlite3.connect(home / "voxbatch.db") as conn:  # the search index follows (raises if not)
+        conn.execute("INSERT INTO transcript_fts (transcript_fts) VALUES ('integrity-check')")
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert len(cli.json("jobs")) == 4
     # Nothing is left to prune; a second run changes nothing.
     assert "removed 0 job(s)" in cli("prune", "--older-than", "30").stderr
     assert tree(home) == before_files - old_files

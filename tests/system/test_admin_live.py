@@ -31,7 +31,7 @@ def test_prune_and_backup_while_the_daemon_streams(make_emulator, tmp_path: Path
     (inbox / "old.wav").write_bytes(wav_bytes(1.0, tag=1))
     env = daemon_env(emu, home)
     assert run_once(env).returncode == 0
-    old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    old = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with sqlite3.connect(home / "voxbatch.db") as conn:
         conn.execute("UPDATE job SET finished_at = ?", (old,))
     emu.reconfigure(speed=1.0)  # real time: the next stream lasts seconds
