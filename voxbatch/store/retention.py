@@ -28,7 +28,7 @@ from voxbatch.store.models import (
     Transcript,
 )
 
-DONE_EVENT = "done"
+DONE_EVENT = JobState.done.value  # set_state records "wrote a.txt, a.srt" under it
 _WROTE = "wrote "
 
 
