@@ -15,6 +15,7 @@ import pytest
 HEAVY = ("mistralai", "sqlalchemy", "sqlmodel", "aiohttp", "websockets", "watchfiles", "pydantic")
 
 COMMANDS = {
+    "backup",
     "config",
     "costs",
     "demo",
@@ -23,6 +24,7 @@ COMMANDS = {
     "export",
     "jobs",
     "process",
+    "prune",
     "retry",
     "run",
     "search",

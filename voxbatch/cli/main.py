@@ -33,6 +33,8 @@ COMMANDS = {
     "tail": "voxbatch.cli.ops_commands:tail",
     "retry": "voxbatch.cli.ops_commands:retry",
     "doctor": "voxbatch.cli.ops_commands:doctor",
+    "backup": "voxbatch.cli.admin_commands:backup",
+    "prune": "voxbatch.cli.admin_commands:prune",
 }
 
 # The emulator's package imports its aiohttp server: list it without importing it.

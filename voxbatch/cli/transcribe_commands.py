@@ -118,14 +118,19 @@ def process(
 def run(app: App, once: bool) -> None:
     """The daemon: watch the inboxes and process what arrives, until SIGTERM.
 
-    Exits 3 when it cannot start; with --once, exits 1 if any file failed.
+    SIGHUP reloads the configuration (inboxes, profiles, caps). Exits 3 when it cannot
+    start; with --once, exits 1 if any file failed or a job waits for a retry round.
     """
     import asyncio
 
+    from voxbatch.config import load_settings
     from voxbatch.daemon.runner import Daemon
 
+    def reread() -> Settings:  # SIGHUP: the same file, environment and flags as at start
+        return load_settings(config_file=app.config_file, overrides=app.overrides)
+
     try:
-        daemon = Daemon.open(app.settings, app.db, once=once)
+        daemon = Daemon.open(app.settings, app.db, once=once, loader=reread)
     except VoxbatchError as exc:
         fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
     sys.exit(asyncio.run(daemon.run()))

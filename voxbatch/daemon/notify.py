@@ -1,4 +1,4 @@
-"""sd_notify: tell systemd we are ready, alive, busy with what, and stopping.
+"""sd_notify: tell systemd we are ready, alive, busy with what, reloading, and stopping.
 
 The protocol is one datagram to $NOTIFY_SOCKET (a path, or `@name` for the abstract
 namespace); the maintained libraries for it are compiled or unmaintained, so it is here.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 
@@ -41,6 +42,12 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         self.send(READY="1", STATUS=status, MAINPID=str(os.getpid()))
+
+    def reloading(self) -> None:
+        """Before a reload; `ready` says it is over. MONOTONIC_USEC lets systemd order the two
+        (sd_notify(3): required with RELOADING=1 since systemd 253)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.send(RELOADING="1", MONOTONIC_USEC=str(usec))
 
     def status(self, text: str) -> None:
         self.send(STATUS=text)

@@ -6,8 +6,8 @@ housekeeping (leases, recovery, worker heartbeat, sd_notify). Every original end
 one of done/, failed/ or quarantine/, or waits in work/ while its job is queued.
 
 `Daemon` is the lifecycle only (signals, start-up repair, the supervised loops, the drain, the
-exit code); `Daemon.open` does the start-up I/O and composes the parts, which share a
-`DaemonState`.
+exit code, SIGHUP's reload); `Daemon.open` does the start-up I/O and composes the parts, which
+share a `DaemonState`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlmodel import col, select
 
 from voxbatch.accounting import budget
-from voxbatch.config import Settings
+from voxbatch.config import Settings, load_settings
 from voxbatch.daemon import recovery
 from voxbatch.daemon.admission import Admission
 from voxbatch.daemon.breaker import Breaker
@@ -33,8 +33,9 @@ from voxbatch.daemon.filing import Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
+from voxbatch.daemon.reload import check_reloadable, live_settings
 from voxbatch.daemon.state import DaemonState
-from voxbatch.errors import StoreError
+from voxbatch.errors import StoreError, VoxbatchError
 from voxbatch.ingest.folders import Inbox, lock_home, prepare
 from voxbatch.ingest.intake import Intake
 from voxbatch.ingest.watch import Supervisor, needs_polling
@@ -47,6 +48,11 @@ from voxbatch.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SettingsLoader = Callable[[], Settings]
+
+
+class _Configured(Protocol):
+    settings: Settings
 
 
 class Daemon:
@@ -65,8 +71,19 @@ class Daemon:
         notifier: Notifier,
         once: bool = False,
         tick_s: float = 0.25,
+        loader: SettingsLoader | None = None,
     ) -> None:
         self.settings = settings
+        # SIGHUP reads the configuration again the way it was read at start.
+        self.loader = loader or (
+            lambda: load_settings(
+                config_file=settings.config_file, overrides={"home": str(settings.home)}
+            )
+        )
+        self._reload_wanted = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
+        self.polling = False
         self.db = db
         self.once = once
         self.tick_s = min(tick_s, max(0.05, settings.daemon.stable_seconds / 2))
@@ -124,6 +141,7 @@ class Daemon:
         transcriber: TranscriberFactory | None = None,
         notifier: Notifier | None = None,
         tick_s: float = 0.25,
+        loader: SettingsLoader | None = None,
     ) -> Daemon:
         """The start-up I/O: make the folders, take the home lock, read the key, find ffmpeg
         (the Pipeline); then the parts. A VoxbatchError says why it cannot start."""
@@ -146,6 +164,7 @@ class Daemon:
                 notifier=notifier,
                 once=once,
                 tick_s=tick_s,
+                loader=loader,
             )
         except BaseException:
             os.close(lock)  # a start that fails holds no lock (its caller may try again)
@@ -154,14 +173,17 @@ class Daemon:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Until SIGTERM/SIGINT (or, with --once, until nothing is left to do). The exit code."""
+        """Until SIGTERM/SIGINT (or, with --once, until nothing is left to do). The exit code.
+
+        SIGHUP reloads the configuration (`reload`)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
         try:
             return await self._run()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             os.close(self._lock)
 
@@ -184,6 +206,7 @@ class Daemon:
         name = signal.Signals(sig).name if sig else "request"
         log.info("stopping (%s): no new claims; draining for up to %g s", name, self.drain_s)
         self.state.stop.set()
+        self._watch_stop.set()
         self.state.wake.set()
 
     @property
@@ -199,29 +222,21 @@ class Daemon:
             log.info("job %s: %s", item.job_id, item.action)
         await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
-        folders = [b.root for b in self.boxes]
-        polling = needs_polling(self.settings.daemon.watch_mode, folders)
-        watcher: asyncio.Task[None] | None = None
-        supervisor = Supervisor(
-            folders, polling=polling, hint=self.intake.hint, rescan=self.intake.ask_rescan
-        )
-        if not self.once:
-            watcher = asyncio.create_task(supervisor.run(self.state.stop))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(supervisor.started.wait(), 3.0)
+        await self._arm_watcher()
         # After the watcher started: nothing dropped in between is missed.
         await self.intake.rescan_off_loop()
         log.info(
             "voxbatch %s: watching %s (%s), %d worker(s)",
             "run --once" if self.once else "run",
-            ", ".join(str(f) for f in folders),
-            "polling" if polling else "inotify",
+            ", ".join(str(b.root) for b in self.boxes),
+            "polling" if self.polling else "inotify",
             self.settings.daemon.concurrency,
         )
         helpers = [
             asyncio.create_task(self._supervised("intake", self.intake.run)),
             asyncio.create_task(self._supervised("housekeeping", self.housekeeping.run)),
             asyncio.create_task(self._supervised("watchdog", self.housekeeping.watchdog)),
+            asyncio.create_task(self._supervised("reload", self._reloads)),
         ]
         self.notifier.ready(await self.housekeeping.status_line())
         try:
@@ -229,6 +244,8 @@ class Daemon:
             await self._drain()
         finally:
             self.state.stop.set()
+            self._watch_stop.set()
+            watcher = self._watcher
             for task in helpers:
                 task.cancel()
             for task in [*helpers, *([watcher] if watcher else [])]:
@@ -239,16 +256,98 @@ class Daemon:
         outcomes = self.state.outcomes
         summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
-        if self.once:
-            await self.db.run(self._report_left_queued)
         if not self.once:
             return 0
-        # --once is for scripts: anything short of success says so.
+        rounds_pending = await self.db.run(self._report_left_queued)
+        # --once is for scripts: anything short of success says so, also a job that an earlier
+        # run put back for a later round (this one found it not yet due).
         troubled = self.keys.paused or self.breaker.is_open
         unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
-        return 1 if troubled or unfinished else 0
+        return 1 if troubled or unfinished or rounds_pending else 0
 
-    def _report_left_queued(self) -> None:
+    # --- the folder watcher and SIGHUP ---------------------------------------------------------
+
+    async def _arm_watcher(self) -> None:
+        """(Re)start the watcher over the inboxes now configured (not with --once: it scans)."""
+        folders = [b.root for b in self.boxes]
+        self.polling = needs_polling(self.settings.daemon.watch_mode, folders)
+        if self.once:
+            return
+        old, self._watcher = self._watcher, None
+        if old is not None:
+            # Its own stop event: watchfiles sets the event it was given when it is cancelled.
+            self._watch_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await old
+        self._watch_stop = asyncio.Event()
+        supervisor = Supervisor(
+            folders, polling=self.polling, hint=self.intake.hint, rescan=self.intake.ask_rescan
+        )
+        self._watcher = asyncio.create_task(supervisor.run(self._watch_stop))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(supervisor.started.wait(), 3.0)
+
+    async def _reloads(self) -> None:
+        while not self.state.stop.is_set():
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if not self.state.stop.is_set():
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Read the configuration again and take on what can change while running: inboxes
+        (the watcher re-armed), their profiles, the spend caps, the live daemon keys. What
+        cannot is logged and kept; a configuration that does not load changes nothing."""
+        log.info("SIGHUP: reloading the configuration")
+        self.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(self.loader)
+            reloaded = live_settings(self.settings, new)
+            boxes = await asyncio.to_thread(check_reloadable, reloaded.settings)
+        except (VoxbatchError, OSError) as exc:
+            message = exc.message if isinstance(exc, VoxbatchError) else str(exc)
+            log.error("the configuration was not reloaded (keeping the old one): %s", message)
+            self.notifier.ready(await self.housekeeping.status_line())
+            return False
+        for name in reloaded.kept:
+            log.warning("%s changed: needs a restart, keeping the old value", name)
+        folders_before = [b.root for b in self.boxes]
+        self._apply(reloaded.settings, boxes)
+        if [b.root for b in boxes] != folders_before:
+            await self._arm_watcher()
+            self.intake.ask_rescan()
+        # Jobs held by a cap are looked at again now, not at their next recheck.
+        with contextlib.suppress(StoreError):
+            await self.db.run(queue.recheck_held, self.db, budget.BUDGET_WAIT_STAGE, writes=True)
+        self.state.wake.set()
+        log.info(
+            "configuration reloaded: %s",
+            ", ".join(reloaded.changed)
+            if reloaded.changed
+            else "nothing that applies live changed",
+        )
+        self.notifier.ready(await self.housekeeping.status_line())
+        return True
+
+    def _apply(self, settings: Settings, boxes: list[Inbox]) -> None:
+        """Every part reads its settings and the shared inbox list at each use."""
+        self.settings = settings
+        parts: tuple[_Configured, ...] = (
+            self.intake,
+            self.keys,
+            self.dispatcher,
+            self.dispatcher.admission,
+            self.dispatcher.filing,
+            self.housekeeping,
+            self.pipeline,
+            self.pipeline.stt,
+        )
+        for part in parts:
+            part.settings = settings
+        self.boxes[:] = boxes  # the list the intake, dispatcher and admission share
+
+    def _report_left_queued(self) -> int:
+        """Log what is left in the queue; the number of jobs waiting for a retry round."""
         with self.db.read() as session:
             left = session.exec(
                 select(Job).where(Job.state == JobState.queued, col(Job.work_path).is_not(None))
@@ -260,6 +359,7 @@ class Daemon:
             log.warning("%d job(s) left in the queue: %s", n, reason)
         if left:
             log.warning("`voxbatch status` shows them; `voxbatch run` takes them when it may")
+        return sum(1 for job in left if job.requeues > 0)
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """A loop that fails is logged and restarted: a bug must not silently stop intake."""

@@ -1,1 +1,1 @@
-"""Read-only views for operators: status, why, reports."""
+"""For operators: read-only views (status, why, reports) and the upkeep of retention (prune)."""

@@ -295,12 +295,33 @@ def _check_journal_mode(db: Database) -> None:
 
 
 def _migrate(db: Database) -> None:
-    from voxbatch.store.migrations import run_migrations  # migrations imports Database for typing
+    # migrations imports Database for typing
+    from voxbatch.store.migrations import pending_migrations, run_migrations
 
     try:
+        pending = pending_migrations(db)
+        if pending and db.path is not None:
+            _backup_before(db.path, pending[0])
         run_migrations(db)
     except sa.exc.DBAPIError as exc:
         raise _open_error(db, exc) from exc
+
+
+def _backup_before(path: Path, migration: str) -> None:
+    """A database an older voxbatch wrote is copied before its schema changes: a way back."""
+    from voxbatch.store.backup import backup_before_migration
+
+    version = migration.split("_", 1)[0]
+    try:
+        copy = backup_before_migration(path, version)
+    except FileExistsError as exc:
+        copy = Path(str(exc))  # another process starting this second made the same copy
+    except DatabaseError as exc:
+        raise DatabaseError(
+            f"cannot back up {path} before migrating it to {migration}: {exc}",
+            hint="free space beside the database (the copy goes there), then start again",
+        ) from exc
+    log.warning("database %s needs migration %s: backed up to %s first", path, migration, copy)
 
 
 def _open_error(db: Database, exc: sa.exc.DBAPIError) -> DatabaseError:

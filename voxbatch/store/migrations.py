@@ -325,6 +325,19 @@ def run_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -
     return done
 
 
+def pending_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Names of the migrations a database that has run some would run now: empty for a new
+    database (no migrations table yet) and for one that is up to date."""
+    with db.read() as session:
+        conn = session.connection()
+        if not sa.inspect(conn).has_table(MIGRATIONS_TABLE):
+            return []
+        applied = {row[0] for row in conn.exec_driver_sql(f"SELECT name FROM {MIGRATIONS_TABLE}")}
+    if not applied:
+        return []
+    return [m.name for m in migrations if m.name not in applied]
+
+
 def applied_migrations(db: Database) -> list[str]:
     """Names of the migrations recorded in the database, in the order they were applied."""
     with db.read() as session:

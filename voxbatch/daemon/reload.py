@@ -1,0 +1,112 @@
+"""SIGHUP: which settings a running daemon can take on, and which wait for a restart.
+
+The parts read their settings at each use for the keys listed live here; the others were
+built into something at start (the API client, the stability tracker, the breaker, the
+housekeeping timers, the database) and keep their old value until the daemon restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voxbatch.accounting.prices import chat_charge, tts_charge
+from voxbatch.config import Settings
+from voxbatch.ingest.folders import Inbox, prepare
+
+# Read by the dispatcher, the admission, the intake and the stages each time they are used.
+LIVE_DAEMON_KEYS = frozenset(
+    {
+        "concurrency",
+        "pace",
+        "rescan_seconds",
+        "drain_seconds",
+        "retry_attempts",
+        "retry_initial_s",
+        "retry_max_s",
+        "requeue_delay_s",
+        "max_requeues",
+        "review_above_usd",
+        "extensions",
+    }
+)
+# Whole sections taken as they are: the inboxes (folders and profiles) and the spend caps.
+LIVE_SECTIONS = ("inbox", "budget")
+# Not settings (where they came from): never reported as a change.
+_NOT_COMPARED = {"config_file"}
+
+
+@dataclass
+class Reloaded:
+    """The settings to run with now, what changed live, and what waits for a restart."""
+
+    settings: Settings
+    changed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def live_settings(old: Settings, new: Settings) -> Reloaded:
+    """`old` with the live part of `new`: the inboxes, the caps and the live daemon keys."""
+    changed: list[str] = []
+    kept: list[str] = []
+    for name in Settings.model_fields:
+        if name in _NOT_COMPARED or name == "daemon":
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        if name in LIVE_SECTIONS:
+            changed.extend(_differences(name, before, after))
+        else:
+            kept.extend(_differences(name, before, after))
+    daemon_now: dict[str, Any] = {}
+    for key in type(old.daemon).model_fields:
+        before, after = getattr(old.daemon, key), getattr(new.daemon, key)
+        if before == after:
+            continue
+        if key in LIVE_DAEMON_KEYS:
+            daemon_now[key] = after
+            changed.append(f"daemon.{key}")
+        else:
+            kept.append(f"daemon.{key}")
+    settings = old.model_copy(
+        update={
+            "inbox": new.inbox,
+            "budget": new.budget,
+            "daemon": old.daemon.model_copy(update=daemon_now),
+            "config_file": new.config_file,
+        }
+    )
+    return Reloaded(settings, changed, kept)
+
+
+def _differences(name: str, before: Any, after: Any) -> list[str]:
+    """Dotted names of the keys that differ (one level into a section)."""
+    if name == "inbox":
+        old_paths = [str(p.path) for p in before]
+        new_paths = [str(p.path) for p in after]
+        notes = [f"inbox {p} added" for p in new_paths if p not in old_paths]
+        notes += [f"inbox {p} removed" for p in old_paths if p not in new_paths]
+        old_by_path = {str(p.path): p for p in before}
+        notes += [
+            f"inbox {p.path} profile"
+            for p in after
+            if str(p.path) in old_by_path and old_by_path[str(p.path)] != p
+        ]
+        return notes
+    fields = getattr(type(before), "model_fields", None)
+    if not fields:
+        return [name]
+    return [f"{name}.{key}" for key in fields if getattr(before, key) != getattr(after, key)] or [
+        name
+    ]
+
+
+def check_reloadable(settings: Settings) -> list[Inbox]:
+    """The inboxes of `settings`, their folders made; a VoxbatchError when they cannot run
+    (overlapping folders, a summary profile whose models have no price)."""
+    if any(p.summary for p in settings.inbox):
+        # The same refusal as at start: a model without a price is noticed before paying.
+        chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
+        tts_charge(settings.prices, settings.mistral.tts_model, 0)
+    return prepare(settings)
