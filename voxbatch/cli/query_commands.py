@@ -127,9 +127,11 @@ def show(app: App, job: str, as_json: bool) -> None:
 )
 @click.pass_obj
 def export(app: App, job: str, fmt: str, output: Path | None) -> None:
-    """Print or save JOB's transcript as txt, srt, vtt or json, its written summary
+    """Print or save JOB's transcript as txt, srt, vtt, tsv or json, its written summary
     (summary: Markdown) or its spoken summary (speech: audio, to a file or a pipe)."""
-    from voxbatch.stages.publish import atomic_write, atomic_write_bytes, document_for, render
+    from voxbatch.documents.formats import render
+    from voxbatch.ingest.folders import find_inbox, inboxes
+    from voxbatch.stages.publish import atomic_write, atomic_write_bytes, cue_shape, document_for
     from voxbatch.store import jobs as store_jobs
 
     content: str | bytes
@@ -138,7 +140,9 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
         if fmt in ("summary", "speech"):
             content = _summary_content(session, found, fmt)
         else:
-            content = render(document_for(session, found), fmt)
+            # Subtitles take the shape of the inbox the job came from.
+            profile = find_inbox(inboxes(app.settings), found.inbox).profile
+            content = render(document_for(session, found), fmt, cue_shape(profile))
     if output is None:
         if isinstance(content, bytes):
             if sys.stdout.isatty():

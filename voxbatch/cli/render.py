@@ -11,10 +11,12 @@ from typing import Any
 
 import click
 
+from voxbatch.documents import money_text
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)  # exact: a float would lose micro-dollars
+        return money_text(value)  # exact: a float would lose micro-dollars
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Path):

@@ -1,4 +1,4 @@
-"""Result files in the outbox: .txt, .srt, .vtt and .json, written atomically."""
+"""Result files in the outbox (.txt, .srt, .vtt, .tsv, .json), written atomically."""
 
 from __future__ import annotations
 
@@ -6,73 +6,19 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
-import pysubs2
 from sqlmodel import Session
 
-from voxbatch.documents import TimedText, TranscriptDocument
+from voxbatch.config import InboxProfile
+from voxbatch.documents import TranscriptDocument
+from voxbatch.documents.formats import render
+from voxbatch.documents.subtitles import CueShape
 from voxbatch.errors import (
     VoxbatchError,
 )
 from voxbatch.store import calls, transcripts
 from voxbatch.store.models import Job
-
-
-def _cues(doc: TranscriptDocument) -> list[TimedText]:
-    """Segments with usable times; missing times borrow their neighbours' so cues never go back."""
-    cues: list[TimedText] = []
-    cursor = 0.0
-    for seg in doc.segments:
-        text = seg.text.strip()
-        if not text:
-            continue
-        start = seg.start if seg.start is not None else cursor
-        end = seg.end if seg.end is not None and seg.end > start else start + 1.0
-        start = max(start, cursor)
-        end = max(end, start + 0.001)
-        cues.append(TimedText(start, end, text, seg.speaker))
-        cursor = end
-    if not cues and doc.text.strip():
-        cues.append(TimedText(0.0, doc.duration_seconds or 1.0, doc.text.strip()))
-    return cues
-
-
-def _subtitles(doc: TranscriptDocument, fmt: str) -> str:
-    subs = pysubs2.SSAFile()
-    for cue in _cues(doc):
-        assert cue.start is not None and cue.end is not None
-        text = f"[{cue.speaker}] {cue.text}" if cue.speaker else cue.text
-        event = pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000))
-        event.plaintext = text
-        subs.append(event)
-    return subs.to_string(fmt)
-
-
-def _json(doc: TranscriptDocument) -> str:
-    data = {
-        "job_id": doc.job_id,
-        "file": doc.source_name,
-        "content_sha256": doc.content_sha256,
-        "text": doc.text,
-        "language": doc.language,
-        "model": doc.model,
-        "duration_seconds": doc.duration_seconds,
-        "cost_usd": str(doc.cost_usd),
-        "segments": [asdict(seg) for seg in doc.segments],
-    }
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-
-
-def render(doc: TranscriptDocument, fmt: str) -> str:
-    if fmt == "txt":
-        return doc.text.strip() + "\n"
-    if fmt in ("srt", "vtt"):
-        return _subtitles(doc, fmt)
-    if fmt == "json":
-        return _json(doc)
-    raise ValueError(f"unknown output format {fmt!r}")
 
 
 def atomic_write(path: Path, content: str) -> None:
@@ -100,13 +46,24 @@ def _json_job_id(path: Path) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]) -> list[Path]:
+def cue_shape(profile: InboxProfile) -> CueShape:
+    return CueShape(
+        profile.subtitle_line_chars, profile.subtitle_lines, profile.subtitle_cue_seconds
+    )
+
+
+def write_outputs(
+    doc: TranscriptDocument,
+    out_dir: Path,
+    formats: Sequence[str],
+    shape: CueShape | None = None,
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = output_stem(out_dir, doc.source_name, doc.job_id, formats)
     written = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        atomic_write(path, render(doc, fmt))
+        atomic_write(path, render(doc, fmt, shape))
         written.append(path)
     return written
 
