@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from voxbatch.cli.app import App, fail, json_option, parse_since
+from voxbatch.cli.app import EXIT_USAGE, App, fail, json_option, parse_since
 from voxbatch.cli.choices import COST_GROUPINGS, EXPORT_FORMATS, JOB_STATES
 from voxbatch.cli.render import emit, emit_json, segment_line, table
 from voxbatch.errors import VoxbatchError
@@ -114,10 +114,38 @@ def show(app: App, job: str, as_json: bool) -> None:
         click.echo(f"  {ev['at']:%Y-%m-%d %H:%M:%S}  {ev['kind']:<16} {ev['detail']}")
 
 
+# What `export -o FILE` writes when --format is not given, by FILE's extension.
+_FORMAT_BY_EXTENSION = {
+    **{fmt: fmt for fmt in EXPORT_FORMATS if fmt not in ("summary", "speech")},
+    "md": "summary",
+    **{ext: "speech" for ext in ("mp3", "wav", "flac", "opus", "pcm")},
+}
+
+
+def _export_format(fmt: str | None, output: Path | None) -> str:
+    """--format wins; else -o FILE's extension says; else txt."""
+    if fmt is not None:
+        return fmt
+    if output is None:
+        return "txt"
+    found = _FORMAT_BY_EXTENSION.get(output.suffix.lower().lstrip("."))
+    if found is None:
+        known = ", ".join(f".{ext}" for ext in _FORMAT_BY_EXTENSION)
+        fail(
+            f"cannot tell the format from {output.name!r}: give --format, or a file ending in "
+            f"{known}",
+            code=EXIT_USAGE,
+        )
+    return found
+
+
 @click.command()
 @click.argument("job")
 @click.option(
-    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="txt", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    help="Format (default: from -o FILE's extension, else txt).",
 )
 @click.option(
     "-o",
@@ -126,7 +154,7 @@ def show(app: App, job: str, as_json: bool) -> None:
     help="Write to this file instead of stdout.",
 )
 @click.pass_obj
-def export(app: App, job: str, fmt: str, output: Path | None) -> None:
+def export(app: App, job: str, fmt: str | None, output: Path | None) -> None:
     """Print or save JOB's transcript as txt, srt, vtt, tsv or json, its written summary
     (summary: Markdown) or its spoken summary (speech: audio, to a file or a pipe)."""
     from voxbatch.documents.formats import render
@@ -134,6 +162,7 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
     from voxbatch.stages.publish import atomic_write, atomic_write_bytes, cue_shape, document_for
     from voxbatch.store import jobs as store_jobs
 
+    fmt = _export_format(fmt, output)
     content: str | bytes
     with app.db.read() as session:
         found = store_jobs.resolve_job(session, job)
@@ -160,7 +189,7 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
             atomic_write(output, content)
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
-    click.echo(f"wrote {output}", err=True)
+    click.echo(f"wrote {output} ({fmt})", err=True)
 
 
 def _summary_content(session: Session, job: Job, fmt: str) -> str | bytes:
