@@ -73,13 +73,16 @@ def test_json_schema_2_strips_text_nulls_unknown_speakers_and_writes_money_one_w
 
 def test_outputs_never_overwrite_another_jobs_results(tmp_path: Path) -> None:
     first = write_outputs(doc(1), tmp_path, ["txt", "json"])
-    second = write_outputs(doc(2), tmp_path, ["txt", "json"])
+    # Job 2 is other audio of the same name.
+    second = write_outputs(replace(doc(2), content_sha256="cd" * 32), tmp_path, ["txt", "json"])
     again = write_outputs(doc(1), tmp_path, ["txt", "json"])
     assert [p.name for p in first] == ["talk.txt", "talk.json"]
     assert [p.name for p in second] == ["talk-2.txt", "talk-2.json"]
     assert again == first  # the same job may refresh its own files
     assert json.loads((tmp_path / "talk.json").read_text())["job_id"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # Job 3 is the same audio as job 1 again (its files, unrecorded, say so): over them.
+    assert write_outputs(doc(3), tmp_path, ["txt", "json"]) == first
 
 
 def test_txt_is_plain_text() -> None:

@@ -86,6 +86,9 @@ def show(app: App, job: str, as_json: bool) -> None:
     click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
     if data["estimated_cost_usd"] is not None:
         click.echo(f"{'estimated:':<16}{format_usd(data['estimated_cost_usd'])}")
+    for n, path in enumerate(data["outputs"]):
+        missing = "" if Path(path).exists() else "  (no longer there)"
+        click.echo(f"{'outputs:' if n == 0 else '':<16}{path}{missing}")
     transcript = data["transcript"]
     if transcript:
         click.echo(f"\nTranscript ({transcript['model']}, {len(transcript['segments'])} segments):")

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session
 
-from voxbatch.config import InboxProfile
+from voxbatch.config import OUTPUT_FORMATS, InboxProfile
 from voxbatch.documents import TranscriptDocument
 from voxbatch.documents.formats import render
 from voxbatch.documents.subtitles import CueShape
-from voxbatch.errors import (
-    VoxbatchError,
-)
-from voxbatch.store import calls, transcripts
+from voxbatch.errors import VoxbatchError, display_path
+from voxbatch.store import calls, outputs, transcripts
 from voxbatch.store.models import Job
 
 
@@ -26,24 +26,73 @@ def atomic_write(path: Path, content: str) -> None:
     atomic_write_bytes(path, content.encode("utf-8"))
 
 
-def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
-    """`<name>` unless another job's result already has that name, then `<name>-<job id>`."""
-    stem = Path(source_name).stem or "audio"
+@dataclass(frozen=True)
+class Claims:
+    """What the database knows of the outbox around one job's name: which audio (content hash)
+    published each of these paths last, and the stems this audio was published under before,
+    newest first."""
+
+    by_path: Mapping[str, str] = field(default_factory=dict)
+    earlier_stems: Sequence[str] = ()
+
+
+def _stem_of(path: Path) -> str | None:
+    """`talk-7` of `talk-7.srt`; None for a file that is not a transcript format."""
+    stem, dot, fmt = path.name.rpartition(".")
+    return stem if dot and fmt in OUTPUT_FORMATS else None
+
+
+def claims_for(
+    session: Session, doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
+) -> Claims:
+    earlier = outputs.published_from(session, doc.content_sha256, out_dir)
+    stems = [s for s in dict.fromkeys(_stem_of(p) for p in earlier) if s is not None]
+    base = Path(doc.source_name).stem or "audio"
+    paths = [out_dir / f"{stem}.{fmt}" for stem in [*stems, base] for fmt in formats]
+    return Claims(outputs.publishers(session, paths), tuple(stems))
+
+
+def output_stem(
+    out_dir: Path,
+    source_name: str,
+    job_id: int,
+    formats: Iterable[str],
+    *,
+    content_sha256: str = "",
+    claims: Claims | None = None,
+) -> str:
+    """The name this audio's results were published under before, else `<name>`, as long as
+    no other audio's results (nor a file voxbatch did not write) have it; else
+    `<name>-<job id>`. The same audio run again thus publishes over its own files, while
+    another file's results are never overwritten."""
+    claims = claims or Claims()
+    base = Path(source_name).stem or "audio"
     formats = list(formats)
-    if any((out_dir / f"{stem}.{fmt}").exists() for fmt in formats):
-        owned = out_dir / f"{stem}.json"
-        if owned.exists() and _json_job_id(owned) == job_id:
+    for stem in dict.fromkeys([*claims.earlier_stems, base]):
+        paths = [out_dir / f"{stem}.{fmt}" for fmt in formats]
+        if all(_ours(p, content_sha256, job_id, claims) for p in paths if p.exists()):
             return stem
-        return f"{stem}-{job_id}"
-    return stem
+    return f"{base}-{job_id}"
 
 
-def _json_job_id(path: Path) -> int | None:
+def _ours(path: Path, content_sha256: str, job_id: int, claims: Claims) -> bool:
+    recorded = claims.by_path.get(display_path(path.absolute()))
+    if recorded is not None:
+        return recorded == content_sha256
+    # Written but not recorded (before voxbatch recorded outputs, or it stopped in between):
+    # the JSON beside it says whose it is.
+    found = _json_fields(path.with_name(path.name.rpartition(".")[0] + ".json"))
+    return found.get("job_id") == job_id or (
+        bool(content_sha256) and found.get("content_sha256") == content_sha256
+    )
+
+
+def _json_fields(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("job_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def cue_shape(profile: InboxProfile) -> CueShape:
@@ -57,9 +106,17 @@ def write_outputs(
     out_dir: Path,
     formats: Sequence[str],
     shape: CueShape | None = None,
+    claims: Claims | None = None,
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(out_dir, doc.source_name, doc.job_id, formats)
+    stem = output_stem(
+        out_dir,
+        doc.source_name,
+        doc.job_id,
+        formats,
+        content_sha256=doc.content_sha256,
+        claims=claims,
+    )
     written = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
