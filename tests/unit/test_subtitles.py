@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from itertools import pairwise
+from pathlib import Path
 
 import pysubs2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,3 +135,26 @@ def test_cues_keep_the_shape_the_order_and_every_word(
             )
         if len(cue.text.split()) > 1:
             assert cue.end - cue.start <= shape.max_cue_seconds + 1e-9
+
+
+@pytest.mark.media
+def test_the_inbox_profile_shapes_what_is_published(isolated_env: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.helpers.fakes import FakeTranscriber
+    from tests.helpers.media import wav_bytes
+    from voxbatch.config import InboxProfile, Settings
+    from voxbatch.process import ProcessRun
+    from voxbatch.stages.pipeline import Pipeline
+    from voxbatch.store.db import open_database
+
+    profile = InboxProfile(outputs=("srt",), subtitle_line_chars=12, subtitle_lines=1)
+    settings = Settings(home=isolated_env, inbox=(profile,))
+    clip = tmp_path / "talk.wav"
+    clip.write_bytes(wav_bytes(3.0))
+    fake = FakeTranscriber(text="hello from the fake transcriber")
+    with open_database(settings.db_path) as db:
+        run = ProcessRun(Pipeline(settings, db, transcriber=lambda: fake))
+        [done] = asyncio.run(run.process_paths([clip], profile=profile, out_dir=tmp_path / "out"))
+    subs = pysubs2.SSAFile.from_string(done.outputs[0].read_text())
+    assert [e.plaintext for e in subs] == ["hello from", "the fake", "transcriber"]
