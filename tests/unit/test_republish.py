@@ -50,6 +50,12 @@ def test_the_same_file_again_republishes_over_its_own_outputs(
     assert [p.name for p in second.outputs] == [f"talk.{f}" for f in FORMATS]
     assert json.loads((out / "talk.json").read_text())["job_id"] == second.job_id
     assert _recorded(settings, second.job_id) == [str(p) for p in second.outputs]
+    # A copy under another name is the same audio, but gets files of its own name.
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(clip.read_bytes())
+    [third] = _process(settings, out, copy)
+    assert [p.name for p in third.outputs] == [f"copy.{f}" for f in FORMATS]
+    assert json.loads((out / "talk.json").read_text())["job_id"] == second.job_id
 
 
 def test_other_audio_of_the_same_name_never_overwrites(isolated_env: Path, tmp_path: Path) -> None:

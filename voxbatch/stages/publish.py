@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,9 +46,11 @@ def _stem_of(path: Path) -> str | None:
 def claims_for(
     session: Session, doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
 ) -> Claims:
-    earlier = outputs.published_from(session, doc.content_sha256, out_dir)
-    stems = [s for s in dict.fromkeys(_stem_of(p) for p in earlier) if s is not None]
     base = Path(doc.source_name).stem or "audio"
+    earlier = outputs.published_from(session, doc.content_sha256, out_dir)
+    # Only this name's own stems: a copy under another name gets files of its own name.
+    own = re.compile(re.escape(base) + r"(-\d+)?")
+    stems = [s for s in dict.fromkeys(_stem_of(p) for p in earlier) if s and own.fullmatch(s)]
     paths = [out_dir / f"{stem}.{fmt}" for stem in [*stems, base] for fmt in formats]
     return Claims(outputs.publishers(session, paths), tuple(stems))
 
