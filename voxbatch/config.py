@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from voxbatch.errors import ConfigError, MissingKeyError
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
-OutputFormat = Literal["txt", "srt", "vtt", "json"]
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
+OutputFormat = Literal["txt", "srt", "vtt", "tsv", "json"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "tsv", "json")
+# What an inbox writes unless told otherwise (tsv is there for whisper tools: ask for it).
+DEFAULT_OUTPUTS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
 ENV_PREFIX = "VOXBATCH_"
 # Variables that steer where configuration comes from rather than being settings themselves.
 # Read elsewhere, not settings: the config file's path, and the crash tests' kill point.
@@ -108,7 +110,11 @@ class InboxProfile(_Strict):
     language: str | None = None
     context_bias: tuple[str, ...] = ()
     diarize: bool = False
-    outputs: tuple[OutputFormat, ...] = OUTPUT_FORMATS
+    outputs: tuple[OutputFormat, ...] = DEFAULT_OUTPUTS
+    # Subtitle cues (srt, vtt): at most this many characters a line, lines a cue, seconds a cue.
+    subtitle_line_chars: int = Field(default=42, ge=10, le=200)
+    subtitle_lines: int = Field(default=2, ge=1, le=5)
+    subtitle_cue_seconds: float = Field(default=7.0, ge=1, le=60)
     recursive: bool = True
     summary: bool = False
     summary_prompt: str = "Summarise this transcript in five sentences."

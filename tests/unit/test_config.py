@@ -87,6 +87,49 @@ def test_unknown_inbox_key_and_bad_values(tmp_path: Path) -> None:
         load_settings(config_file=cfg, environ={"VOXBATCH_HOME": str(tmp_path)})
 
 
+def test_subtitle_shape_is_set_per_inbox_with_the_common_norms_by_default(
+    tmp_path: Path,
+) -> None:
+    cfg = write(
+        tmp_path / "v.toml",
+        '[[inbox]]\npath = "a"\n[[inbox]]\npath = "b"\nsubtitle_line_chars = 37\n'
+        'subtitle_lines = 1\nsubtitle_cue_seconds = 5.5\noutputs = ["srt", "tsv"]\n',
+    )
+    s = load_settings(config_file=cfg, environ={"VOXBATCH_HOME": str(tmp_path)})
+    first, second = s.inbox
+    assert (first.subtitle_line_chars, first.subtitle_lines, first.subtitle_cue_seconds) == (
+        42,
+        2,
+        7.0,
+    )
+    assert (second.subtitle_line_chars, second.subtitle_lines, second.subtitle_cue_seconds) == (
+        37,
+        1,
+        5.5,
+    )
+    assert second.outputs == ("srt", "tsv")
+    env = {"VOXBATCH_HOME": str(tmp_path), "VOXBATCH_INBOX__SUBTITLE_LINES": "3"}
+    assert load_settings(environ=env).inbox[0].subtitle_lines == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("subtitle_line_chars = 4", r"subtitle_line_chars: .*greater than or equal to 10"),
+        ("subtitle_lines = 0", r"subtitle_lines: .*greater than or equal to 1"),
+        ("subtitle_cue_seconds = 600", r"subtitle_cue_seconds: .*less than or equal to 60"),
+        ('subtitle_lines = "two"', r"subtitle_lines: .*integer"),
+    ],
+)
+def test_bad_subtitle_shape_is_a_clear_config_error(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    cfg = write(tmp_path / "v.toml", f"[[inbox]]\n{line}\n")
+    with pytest.raises(ConfigError, match=r"v\.toml: inbox\.0\." + message) as caught:
+        load_settings(config_file=cfg, environ={"VOXBATCH_HOME": str(tmp_path)})
+    assert "\n" not in str(caught.value)
+
+
 def test_invalid_toml_and_missing_explicit_file(tmp_path: Path) -> None:
     cfg = write(tmp_path / "v.toml", "[daemon\n")
     with pytest.raises(ConfigError, match="invalid TOML"):

@@ -150,6 +150,7 @@ def test_migrated_database_matches_models(db: Database, tmp_path: Path) -> None:
         "event",
         "summary",
         "cost_estimate",
+        "output_file",
     }
     for table in declared:
         assert migrated.get(table) == declared[table], table

@@ -18,6 +18,6 @@ JOB_STATES = (
     "failed",
     "needs_review",
 )
-OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")
+OUTPUT_FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 EXPORT_FORMATS = (*OUTPUT_FORMATS, "summary", "speech")
 COST_GROUPINGS = ("day", "month", "model", "kind", "inbox")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from voxbatch.cli.app import App, fail, json_option, parse_since
+from voxbatch.cli.app import EXIT_USAGE, App, fail, json_option, parse_since
 from voxbatch.cli.choices import COST_GROUPINGS, EXPORT_FORMATS, JOB_STATES
 from voxbatch.cli.render import (
     OutputMode,
@@ -95,6 +95,9 @@ def show(app: App, job: str, as_json: bool) -> None:
     click.echo(f"{'cost:':<16}{format_usd(data['cost_usd'])}")
     if data["estimated_cost_usd"] is not None:
         click.echo(f"{'estimated:':<16}{format_usd(data['estimated_cost_usd'])}")
+    for n, path in enumerate(data["outputs"]):
+        missing = "" if Path(path).exists() else "  (no longer there)"
+        click.echo(f"{'outputs:' if n == 0 else '':<16}{path}{missing}")
     transcript = data["transcript"]
     if transcript:
         click.echo(f"\nTranscript ({transcript['model']}, {len(transcript['segments'])} segments):")
@@ -127,10 +130,38 @@ def _field(value: object) -> str:
     return f"{utc_text(value)} UTC" if isinstance(value, datetime) else str(value)
 
 
+# What `export -o FILE` writes when --format is not given, by FILE's extension.
+_FORMAT_BY_EXTENSION = {
+    **{fmt: fmt for fmt in EXPORT_FORMATS if fmt not in ("summary", "speech")},
+    "md": "summary",
+    **{ext: "speech" for ext in ("mp3", "wav", "flac", "opus", "pcm")},
+}
+
+
+def _export_format(fmt: str | None, output: Path | None) -> str:
+    """--format wins; else -o FILE's extension says; else txt."""
+    if fmt is not None:
+        return fmt
+    if output is None:
+        return "txt"
+    found = _FORMAT_BY_EXTENSION.get(output.suffix.lower().lstrip("."))
+    if found is None:
+        known = ", ".join(f".{ext}" for ext in _FORMAT_BY_EXTENSION)
+        fail(
+            f"cannot tell the format from {output.name!r}: give --format, or a file ending in "
+            f"{known}",
+            code=EXIT_USAGE,
+        )
+    return found
+
+
 @click.command()
 @click.argument("job")
 @click.option(
-    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="txt", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    help="Format (default: from -o FILE's extension, else txt).",
 )
 @click.option(
     "-o",
@@ -139,19 +170,24 @@ def _field(value: object) -> str:
     help="Write to this file instead of stdout.",
 )
 @click.pass_obj
-def export(app: App, job: str, fmt: str, output: Path | None) -> None:
-    """Print or save JOB's transcript as txt, srt, vtt or json, its written summary
+def export(app: App, job: str, fmt: str | None, output: Path | None) -> None:
+    """Print or save JOB's transcript as txt, srt, vtt, tsv or json, its written summary
     (summary: Markdown) or its spoken summary (speech: audio, to a file or a pipe)."""
-    from voxbatch.stages.publish import atomic_write, atomic_write_bytes, document_for, render
+    from voxbatch.documents.formats import render
+    from voxbatch.ingest.folders import find_inbox, inboxes
+    from voxbatch.stages.publish import atomic_write, atomic_write_bytes, cue_shape, document_for
     from voxbatch.store import jobs as store_jobs
 
+    fmt = _export_format(fmt, output)
     content: str | bytes
     with app.db.read() as session:
         found = store_jobs.resolve_job(session, job)
         if fmt in ("summary", "speech"):
             content = _summary_content(session, found, fmt)
         else:
-            content = render(document_for(session, found), fmt)
+            # Subtitles take the shape of the inbox the job came from.
+            profile = find_inbox(inboxes(app.settings), found.inbox).profile
+            content = render(document_for(session, found), fmt, cue_shape(profile))
     if output is None:
         if isinstance(content, bytes):
             if sys.stdout.isatty():
@@ -169,7 +205,7 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
             atomic_write(output, content)
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
-    click.echo(f"wrote {output}", err=True)
+    click.echo(f"wrote {output} ({fmt})", err=True)
 
 
 def _summary_content(session: Session, job: Job, fmt: str) -> str | bytes:

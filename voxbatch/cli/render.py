@@ -32,10 +32,12 @@ class OutputMode(StrEnum):
     CSV = "csv"
     NL = "nl"
 
+from voxbatch.documents import money_text
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)  # exact: a float would lose micro-dollars
+        return money_text(value)  # exact: a float would lose micro-dollars
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Path):

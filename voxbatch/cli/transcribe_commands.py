@@ -99,7 +99,7 @@ def process(
             "audio_seconds": o.audio_seconds,
             "language": o.language,
             "cost_usd": o.cost_usd,
-            "outputs": [str(p) for p in o.outputs],
+            "outputs": [display_path(p.absolute()) for p in o.outputs],
             "error": o.error,
         }
         for o in outcomes
@@ -108,6 +108,11 @@ def process(
         emit_json(rows)
     else:
         click.echo(table(rows, ["job_id", "state", "file", "audio_seconds", "cost_usd", "error"]))
+        written = [(o.job_id, p) for o in outcomes for p in o.outputs]
+        if written:
+            click.echo("\noutputs:")
+            for job_id, path in written:
+                click.echo(f"  {job_id:<6}  {display_path(path.absolute())}")
     if not all(o.ok for o in outcomes):
         sys.exit(EXIT_FAILED)
 

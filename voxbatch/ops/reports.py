@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs as store_jobs
-from voxbatch.store import summaries, transcripts
+from voxbatch.store import outputs, summaries, transcripts
 from voxbatch.store.models import TERMINAL_STATES, ApiCall, CostEstimate, Job, Summary
 
 
@@ -109,6 +109,7 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
     data["summaries"] = [
         summary_row(x) for x in summaries.summaries_for(session, job.content_sha256)
     ]
+    data["outputs"] = outputs.outputs_for(session, job.id)
     estimate = store_calls.estimate_for(session, job.id)
     data["estimated_cost_usd"] = estimate.estimated_usd if estimate is not None else None
     data["api_calls"] = [call_row(c) for c in calls]

@@ -25,7 +25,7 @@ from voxbatch.providers.base import Transcriber, TranscriberFactory
 from voxbatch.providers.realtime import (
     default_transcriber,
 )
-from voxbatch.stages.publish import document_for, write_outputs
+from voxbatch.stages.publish import claims_for, cue_shape, document_for, write_outputs
 from voxbatch.stages.summary import run_summary_stages
 from voxbatch.stages.transcribe import NoProgress, Progress, RunState, TranscriptionStage
 from voxbatch.store import jobs
@@ -126,8 +126,9 @@ class Pipeline:
         """The output files; raises VoxbatchError (with a hint) when they cannot be written."""
         with self.db.read() as session:
             doc = document_for(session, session.get_one(Job, job_id))
+            claims = claims_for(session, doc, out_dir, profile.outputs)
         try:  # files are written outside any transaction: no lock held during disk I/O
-            return tuple(write_outputs(doc, out_dir, profile.outputs))
+            return tuple(write_outputs(doc, out_dir, profile.outputs, cue_shape(profile), claims))
         except OSError as exc:
             raise VoxbatchError(
                 f"cannot write results to {display_path(out_dir)}: {exc.strerror}",

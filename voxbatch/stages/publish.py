@@ -1,78 +1,25 @@
-"""Result files in the outbox: .txt, .srt, .vtt and .json, written atomically."""
+"""Result files in the outbox (.txt, .srt, .vtt, .tsv, .json), written atomically."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import pysubs2
 from sqlmodel import Session
 
-from voxbatch.documents import TimedText, TranscriptDocument
-from voxbatch.errors import (
-    VoxbatchError,
-)
-from voxbatch.store import calls, transcripts
+from voxbatch.config import OUTPUT_FORMATS, InboxProfile
+from voxbatch.documents import TranscriptDocument
+from voxbatch.documents.formats import render
+from voxbatch.documents.subtitles import CueShape
+from voxbatch.errors import VoxbatchError, display_path
+from voxbatch.store import calls, outputs, transcripts
 from voxbatch.store.models import Job
-
-
-def _cues(doc: TranscriptDocument) -> list[TimedText]:
-    """Segments with usable times; missing times borrow their neighbours' so cues never go back."""
-    cues: list[TimedText] = []
-    cursor = 0.0
-    for seg in doc.segments:
-        text = seg.text.strip()
-        if not text:
-            continue
-        start = seg.start if seg.start is not None else cursor
-        end = seg.end if seg.end is not None and seg.end > start else start + 1.0
-        start = max(start, cursor)
-        end = max(end, start + 0.001)
-        cues.append(TimedText(start, end, text, seg.speaker))
-        cursor = end
-    if not cues and doc.text.strip():
-        cues.append(TimedText(0.0, doc.duration_seconds or 1.0, doc.text.strip()))
-    return cues
-
-
-def _subtitles(doc: TranscriptDocument, fmt: str) -> str:
-    subs = pysubs2.SSAFile()
-    for cue in _cues(doc):
-        assert cue.start is not None and cue.end is not None
-        text = f"[{cue.speaker}] {cue.text}" if cue.speaker else cue.text
-        event = pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000))
-        event.plaintext = text
-        subs.append(event)
-    return subs.to_string(fmt)
-
-
-def _json(doc: TranscriptDocument) -> str:
-    data = {
-        "job_id": doc.job_id,
-        "file": doc.source_name,
-        "content_sha256": doc.content_sha256,
-        "text": doc.text,
-        "language": doc.language,
-        "model": doc.model,
-        "duration_seconds": doc.duration_seconds,
-        "cost_usd": str(doc.cost_usd),
-        "segments": [asdict(seg) for seg in doc.segments],
-    }
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-
-
-def render(doc: TranscriptDocument, fmt: str) -> str:
-    if fmt == "txt":
-        return doc.text.strip() + "\n"
-    if fmt in ("srt", "vtt"):
-        return _subtitles(doc, fmt)
-    if fmt == "json":
-        return _json(doc)
-    raise ValueError(f"unknown output format {fmt!r}")
 
 
 def atomic_write(path: Path, content: str) -> None:
@@ -80,33 +27,103 @@ def atomic_write(path: Path, content: str) -> None:
     atomic_write_bytes(path, content.encode("utf-8"))
 
 
-def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
-    """`<name>` unless another job's result already has that name, then `<name>-<job id>`."""
-    stem = Path(source_name).stem or "audio"
+@dataclass(frozen=True)
+class Claims:
+    """What the database knows of the outbox around one job's name: which audio (content hash)
+    published each of these paths last, and the stems this audio was published under before,
+    newest first."""
+
+    by_path: Mapping[str, str] = field(default_factory=dict)
+    earlier_stems: Sequence[str] = ()
+
+
+def _stem_of(path: Path) -> str | None:
+    """`talk-7` of `talk-7.srt`; None for a file that is not a transcript format."""
+    stem, dot, fmt = path.name.rpartition(".")
+    return stem if dot and fmt in OUTPUT_FORMATS else None
+
+
+def claims_for(
+    session: Session, doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
+) -> Claims:
+    base = Path(doc.source_name).stem or "audio"
+    earlier = outputs.published_from(session, doc.content_sha256, out_dir)
+    # Only this name's own stems: a copy under another name gets files of its own name.
+    own = re.compile(re.escape(base) + r"(-\d+)?")
+    stems = [s for s in dict.fromkeys(_stem_of(p) for p in earlier) if s and own.fullmatch(s)]
+    paths = [out_dir / f"{stem}.{fmt}" for stem in [*stems, base] for fmt in formats]
+    return Claims(outputs.publishers(session, paths), tuple(stems))
+
+
+def output_stem(
+    out_dir: Path,
+    source_name: str,
+    job_id: int,
+    formats: Iterable[str],
+    *,
+    content_sha256: str = "",
+    claims: Claims | None = None,
+) -> str:
+    """The name this audio's results were published under before, else `<name>`, as long as
+    no other audio's results (nor a file voxbatch did not write) have it; else
+    `<name>-<job id>`. The same audio run again thus publishes over its own files, while
+    another file's results are never overwritten."""
+    claims = claims or Claims()
+    base = Path(source_name).stem or "audio"
     formats = list(formats)
-    if any((out_dir / f"{stem}.{fmt}").exists() for fmt in formats):
-        owned = out_dir / f"{stem}.json"
-        if owned.exists() and _json_job_id(owned) == job_id:
+    for stem in dict.fromkeys([*claims.earlier_stems, base]):
+        paths = [out_dir / f"{stem}.{fmt}" for fmt in formats]
+        if all(_ours(p, content_sha256, job_id, claims) for p in paths if p.exists()):
             return stem
-        return f"{stem}-{job_id}"
-    return stem
+    return f"{base}-{job_id}"
 
 
-def _json_job_id(path: Path) -> int | None:
+def _ours(path: Path, content_sha256: str, job_id: int, claims: Claims) -> bool:
+    recorded = claims.by_path.get(display_path(path.absolute()))
+    if recorded is not None:
+        return recorded == content_sha256
+    # Written but not recorded (before voxbatch recorded outputs, or it stopped in between):
+    # the JSON beside it says whose it is.
+    found = _json_fields(path.with_name(path.name.rpartition(".")[0] + ".json"))
+    return found.get("job_id") == job_id or (
+        bool(content_sha256) and found.get("content_sha256") == content_sha256
+    )
+
+
+def _json_fields(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("job_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]) -> list[Path]:
+def cue_shape(profile: InboxProfile) -> CueShape:
+    return CueShape(
+        profile.subtitle_line_chars, profile.subtitle_lines, profile.subtitle_cue_seconds
+    )
+
+
+def write_outputs(
+    doc: TranscriptDocument,
+    out_dir: Path,
+    formats: Sequence[str],
+    shape: CueShape | None = None,
+    claims: Claims | None = None,
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(out_dir, doc.source_name, doc.job_id, formats)
+    stem = output_stem(
+        out_dir,
+        doc.source_name,
+        doc.job_id,
+        formats,
+        content_sha256=doc.content_sha256,
+        claims=claims,
+    )
     written = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        atomic_write(path, render(doc, fmt))
+        atomic_write(path, render(doc, fmt, shape))
         written.append(path)
     return written
 

@@ -26,6 +26,7 @@ from voxbatch.store.models import (
     Transcript,
     utcnow,
 )
+from voxbatch.store.outputs import record_outputs
 
 
 def add_event(
@@ -206,6 +207,9 @@ def link_to_primary(session: Session, job: Job, primary: Job) -> None:
 
 
 def mark_done(session: Session, job: Job, written: Sequence[Path]) -> None:
+    """The job's end, with the files it wrote (`show` and `process` list them)."""
+    assert job.id is not None
+    record_outputs(session, job.id, written)
     job.lease_owner = None
     job.lease_expires_at = None
     job.error_class = job.error_message = job.wait_reason = None

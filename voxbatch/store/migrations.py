@@ -280,7 +280,34 @@ m003_summaries = Migration(
     },
 )
 
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_daemon, m003_summaries)
+# The files each job wrote: `show` and `process` list them, and a later job of the same audio
+# publishes over them rather than beside them (self-contained, like m003).
+m004_output_files = Migration(
+    name="m004_output_files",
+    sql={
+        "sqlite": (
+            """
+            CREATE TABLE output_file (
+                id INTEGER NOT NULL,
+                job_id INTEGER NOT NULL,
+                path VARCHAR NOT NULL,
+                written_at DATETIME NOT NULL,
+                PRIMARY KEY (id),
+                FOREIGN KEY (job_id) REFERENCES job (id)
+            )
+            """,
+            "CREATE INDEX ix_output_file_job_id ON output_file (job_id)",
+            "CREATE INDEX ix_output_file_path ON output_file (path)",
+        ),
+    },
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    m002_daemon,
+    m003_summaries,
+    m004_output_files,
+)
 
 
 def run_migrations(db: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:

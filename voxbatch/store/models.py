@@ -277,3 +277,18 @@ class CostEstimate(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
     )
+
+
+class OutputFile(SQLModel, table=True):
+    """A result file a job wrote (transcript formats, summary, speech): what `show` and
+    `process` report, and whose outputs a later job of the same audio may publish over."""
+
+    __tablename__ = "output_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    # Absolute, as written (symlinks not resolved).
+    path: str = Field(index=True)
+    written_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )

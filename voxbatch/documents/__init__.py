@@ -28,3 +28,9 @@ class TranscriptDocument:
     duration_seconds: float | None
     cost_usd: Decimal
     segments: Sequence[TimedText] = field(default_factory=tuple)
+
+
+def money_text(amount: Decimal) -> str:
+    """The one way money is written in JSON: a string decimal in plain notation, exact, without
+    trailing zeros (`"0.00035"`, `"0"`; never `"3.5E-4"` or `"0E-10"`, as `str` can give)."""
+    return format(amount.normalize(), "f")
