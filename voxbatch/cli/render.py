@@ -20,6 +20,8 @@ from typing import Any
 import click
 from wcwidth import wcswidth
 
+from voxbatch.documents import money_text
+
 ELLIPSIS = "…"
 GAP = "  "
 # A column is never cut narrower than this (or its natural width, if less).
@@ -31,8 +33,6 @@ class OutputMode(StrEnum):
     JSON = "json"
     CSV = "csv"
     NL = "nl"
-
-from voxbatch.documents import money_text
 
 
 def _default(value: Any) -> Any:
