@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from voxbatch.errors import ConfigError, MissingKeyError
+from voxbatch.errors import AccessError, ConfigError, MissingKeyError, access_error
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
 OutputFormat = Literal["txt", "srt", "vtt", "json"]
@@ -274,10 +274,39 @@ def find_config_file(
     if environ.get("VOXBATCH_CONFIG"):
         return Path(environ["VOXBATCH_CONFIG"]), True
     system = Path(environ.get("VOXBATCH_SYSTEM_CONFIG") or SYSTEM_CONFIG)
-    for candidate in (home / "voxbatch.toml", system):
-        if candidate.is_file():
-            return candidate, False
+    try:
+        if (home / "voxbatch.toml").is_file():
+            return home / "voxbatch.toml", False
+    except PermissionError as exc:
+        raise home_error(home, exc) from None
+    try:
+        if system.is_file():
+            return system, False
+    except PermissionError as exc:
+        raise _config_error(system, exc) from None
     return None, False
+
+
+def home_error(home: Path, exc: OSError) -> AccessError:
+    """The home (or a folder above it) is closed to this user."""
+    return access_error(
+        "use the home",
+        home,
+        exc,
+        hint="run voxbatch as the user that owns it (`sudo -u voxbatch voxbatch ...` for the "
+        "service), or choose another home with --home or VOXBATCH_HOME",
+    )
+
+
+def _config_error(path: Path, exc: OSError) -> AccessError:
+    return access_error(
+        "read the config file",
+        path,
+        exc,
+        hint="the user voxbatch runs as must be able to read it and enter its folder; for "
+        "the service: chgrp voxbatch /etc/voxbatch /etc/voxbatch/voxbatch.toml && "
+        "chmod 0750 /etc/voxbatch && chmod 0640 /etc/voxbatch/voxbatch.toml",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -288,6 +317,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except PermissionError as exc:
+        raise _config_error(path, exc) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
 

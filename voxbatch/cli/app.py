@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -69,6 +70,13 @@ class VoxbatchGroup(click.Group):
             fail(exc.message, hint=exc.hint, code=EXIT_USAGE)
         except VoxbatchError as exc:
             fail(exc.message, hint=exc.hint)
+        except PermissionError as exc:
+            # The known places say more (config, home, database); this is the backstop.
+            from voxbatch.errors import access_error
+
+            where = Path(os.fsdecode(exc.filename or "?"))
+            error = access_error("use", where, exc, hint="check the owner and mode of that path")
+            fail(error.message, hint=error.hint, code=EXIT_USAGE)
 
 
 def parse_since(value: str | None) -> datetime | None:

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxbatch.config import InboxProfile, Settings
-from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.config import InboxProfile, Settings, home_error
+from voxbatch.errors import ConfigError, VoxbatchError, access_error
 
 FOLDERS = ("outbox", "done", "failed", "quarantine", "work")
 
@@ -47,14 +47,31 @@ def find_inbox(boxes: Sequence[Inbox], name: str | None) -> Inbox:
 def prepare(settings: Settings) -> list[Inbox]:
     """Create the folders (0700) and refuse a layout that would feed the daemon its own output."""
     boxes = inboxes(settings)
-    check_layout(settings, boxes)
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for name in FOLDERS:
-        settings.folder(name).mkdir(mode=0o700, parents=True, exist_ok=True)
-    for box in boxes:
-        box.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (box.root / ".incoming").mkdir(mode=0o700, exist_ok=True)
+    try:
+        check_layout(settings, boxes)
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise home_error(settings.home, exc) from None
+    try:
+        for name in FOLDERS:
+            settings.folder(name).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for box in boxes:
+            box.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (box.root / ".incoming").mkdir(mode=0o700, exist_ok=True)
+    except PermissionError as exc:
+        raise _folder_error(exc) from None
     return boxes
+
+
+def _folder_error(exc: PermissionError) -> VoxbatchError:
+    where = Path(os.fsdecode(exc.filename)) if exc.filename else Path("?")
+    return access_error(
+        "create or enter the folder",
+        where,
+        exc,
+        hint="the user voxbatch runs as must own its folders (for an inbox outside the "
+        "state directory: chown voxbatch: it, and list it in ReadWritePaths=)",
+    )
 
 
 def check_layout(settings: Settings, boxes: Sequence[Inbox]) -> None:
@@ -82,7 +99,10 @@ def check_layout(settings: Settings, boxes: Sequence[Inbox]) -> None:
 
 def lock_home(home: Path) -> int:
     """One daemon per home: a second would repair the first one's moves in flight."""
-    fd = os.open(home / "voxbatch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(home / "voxbatch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except PermissionError as exc:
+        raise home_error(home, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
-from voxbatch.errors import DatabaseError, StoreError, StoreFault, one_line
+from voxbatch.errors import DatabaseError, StoreError, StoreFault, access_error, one_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -238,6 +238,14 @@ def open_database(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Data
     try:
         _make_private_dirs(path.parent)
         _create_private_file(path)
+    except PermissionError as exc:
+        raise access_error(
+            "open the database",
+            path,
+            exc,
+            hint="run voxbatch as the user that owns the home (`sudo -u voxbatch voxbatch ...` "
+            "for the service), or choose another home with --home or VOXBATCH_HOME",
+        ) from None
     except OSError as exc:
         raise DatabaseError(
             f"cannot create database {path}: {exc.strerror or exc}",
