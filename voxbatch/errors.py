@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     config = "ConfigError"
     missing_key = "MissingKeyError"
     access = "AccessError"
+    no_database = "NoDatabaseError"
     database = "DatabaseError"
     store = "StoreError"
     input = "InputError"
@@ -72,6 +73,13 @@ class AccessError(ConfigError):
     exits 3, and systemd does not restart it)."""
 
     code: ClassVar[ErrorCode] = ErrorCode.access
+
+
+class NoDatabaseError(ConfigError):
+    """A command that only reads found no database where it looked: a wrong home, not an
+    empty one (exit 2). Only `run`, `process` and `demo` create a database."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.no_database
 
 
 class MissingKeyError(ConfigError):

@@ -18,6 +18,7 @@ from voxbatch.cli.main import main
 from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
 from voxbatch.process import FileOutcome
+from voxbatch.store.db import open_database
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -62,7 +63,8 @@ def test_config_show_masks_the_key(tmp_path: Path) -> None:
     assert "daemon.concurrency = 3" in text and "sk-abcdefghijklmnop" not in text
 
 
-def test_export_and_show_unknown_job(cli: Cli) -> None:
+def test_export_and_show_unknown_job(cli: Cli, isolated_env: Path) -> None:
+    open_database(isolated_env / "voxbatch.db").close()  # a home, without that job
     result = cli("export", "42", ok=False)
     assert result.exit_code == 1 and "no job with id 42" in result.stderr
     result = cli("show", "zz", ok=False)

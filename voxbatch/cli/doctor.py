@@ -92,7 +92,7 @@ def _handshake(settings: Settings) -> str:
 
 def _database(settings: Settings) -> str:
     path = settings.db_path
-    with open_database(path) as db, db.write() as session:
+    with open_database(path, create=False) as db, db.write() as session:
         session.connection().exec_driver_sql("CREATE TEMP TABLE doctor_probe (x INTEGER)")
     mode = oct(path.stat().st_mode & 0o777)
     fs = filesystem_type(path.parent)

@@ -88,7 +88,8 @@ def process(
         _print_estimates(settings, profile, files, as_json)
         return
     reporter = StderrReporter(len(files))
-    run = ProcessRun(Pipeline(settings, app.db, reporter=reporter), reporter)
+    db = app.open_db(create=True)
+    run = ProcessRun(Pipeline(settings, db, reporter=reporter), reporter)
     outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {
@@ -125,7 +126,7 @@ def run(app: App, once: bool) -> None:
     from voxbatch.daemon.runner import Daemon
 
     try:
-        daemon = Daemon.open(app.settings, app.db, once=once)
+        daemon = Daemon.open(app.settings, app.open_db(create=True), once=once)
     except VoxbatchError as exc:
         fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
     sys.exit(asyncio.run(daemon.run()))
