@@ -237,6 +237,17 @@ def access_error(doing: str, path: Path, exc: OSError, *, hint: str) -> AccessEr
     )
 
 
+HOME_HINT = (
+    "run voxbatch as the user that owns it (`sudo -u voxbatch voxbatch ...` for the service), "
+    "or choose another home with --home or VOXBATCH_HOME"
+)
+
+
+def home_error(home: Path, exc: OSError) -> AccessError:
+    """The home (or a folder above it, or its database) is closed to this user."""
+    return access_error("use the home", home, exc, hint=HOME_HINT)
+
+
 def internal_error(exc: BaseException) -> VoxbatchError:
     """A bug's one-line face for users; the traceback goes to the log."""
     return VoxbatchError(

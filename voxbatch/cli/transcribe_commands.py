@@ -68,7 +68,7 @@ def process(
     settings = app.settings
     if not dry_run:
         settings.api_key()  # no key: say so once, before any work (exit 2)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"shared": False}  # results for whoever runs it: private
     if language:
         changes["language"] = language
     if context_bias:

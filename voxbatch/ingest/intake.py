@@ -274,7 +274,7 @@ class Intake:
         src = Path(os.fsdecode(path))
         sha = await audio.file_sha256(src)
         rel_text = os.fsdecode(rel)
-        out_dir = self.settings.folder("outbox") / Path(rel_text).parent
+        out_dir = self.settings.outbox_dir(box.profile) / Path(rel_text).parent
         dst_folder = self.settings.folder("work")
 
         def plan(session: Session) -> tuple[int, Path]:

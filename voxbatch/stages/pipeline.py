@@ -127,7 +127,7 @@ class Pipeline:
         with self.db.read() as session:
             doc = document_for(session, session.get_one(Job, job_id))
         try:  # files are written outside any transaction: no lock held during disk I/O
-            return tuple(write_outputs(doc, out_dir, profile.outputs))
+            return tuple(write_outputs(doc, out_dir, profile.outputs, shared=profile.shared))
         except OSError as exc:
             raise VoxbatchError(
                 f"cannot write results to {display_path(out_dir)}: {exc.strerror}",

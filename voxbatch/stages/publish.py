@@ -16,6 +16,7 @@ from voxbatch.documents import TimedText, TranscriptDocument
 from voxbatch.errors import (
     VoxbatchError,
 )
+from voxbatch.ingest.folders import PRIVATE_FILE, file_mode, make_folder, results_dir_mode
 from voxbatch.store import calls, transcripts
 from voxbatch.store.models import Job
 
@@ -75,9 +76,9 @@ def render(doc: TranscriptDocument, fmt: str) -> str:
     raise ValueError(f"unknown output format {fmt!r}")
 
 
-def atomic_write(path: Path, content: str) -> None:
+def atomic_write(path: Path, content: str, *, mode: int = PRIVATE_FILE) -> None:
     """Readers (and sync tools watching the outbox) never see half a file."""
-    atomic_write_bytes(path, content.encode("utf-8"))
+    atomic_write_bytes(path, content.encode("utf-8"), mode=mode)
 
 
 def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
@@ -100,21 +101,25 @@ def _json_job_id(path: Path) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_outputs(
+    doc: TranscriptDocument, out_dir: Path, formats: Sequence[str], *, shared: bool = False
+) -> list[Path]:
+    """The result files, private, or readable by the group for a shared inbox."""
+    make_folder(out_dir, results_dir_mode(shared))
     stem = output_stem(out_dir, doc.source_name, doc.job_id, formats)
     written = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        atomic_write(path, render(doc, fmt))
+        atomic_write(path, render(doc, fmt), mode=file_mode(shared))
         written.append(path)
     return written
 
 
-def atomic_write_bytes(path: Path, content: bytes) -> None:
-    """Written to a temporary name, fsynced, then renamed into place."""
+def atomic_write_bytes(path: Path, content: bytes, *, mode: int = PRIVATE_FILE) -> None:
+    """Written to a temporary name with `mode`, fsynced, then renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
             fh.flush()

@@ -34,6 +34,7 @@ from sqlalchemy import event
 from sqlmodel import Session
 
 from voxbatch.errors import (
+    HOME_HINT,
     DatabaseError,
     NoDatabaseError,
     StoreError,
@@ -122,10 +123,6 @@ class StoreHealth:
         return "" if self.fault is None else f"store fault: {self.fault.fault}; {self.fault}"
 
 
-_OWNER_HINT = (
-    "run voxbatch as the user that owns the home (`sudo -u voxbatch voxbatch ...` for the "
-    "service), or choose another home with --home or VOXBATCH_HOME"
-)
 _BEGIN_OPTION = "voxbatch_begin"  # execution option: which BEGIN a connection sends
 _READ, _WRITE = "read", "write"
 
@@ -260,7 +257,7 @@ def open_database(
             "open the database",
             path,
             exc,
-            hint=_OWNER_HINT,
+            hint=HOME_HINT,
         ) from None
     except OSError as exc:
         raise DatabaseError(
@@ -283,7 +280,7 @@ def _must_exist(path: Path) -> None:
     try:
         found = path.is_file()
     except PermissionError as exc:
-        raise access_error("open the database", path, exc, hint=_OWNER_HINT) from None
+        raise access_error("open the database", path, exc, hint=HOME_HINT) from None
     if not found:
         raise NoDatabaseError(
             f"no voxbatch database at {path}",
