@@ -215,14 +215,20 @@ def test_a_producer_in_the_group_drops_a_file_and_reads_its_transcript(
         notes.write_text("minutes of the meeting, not audio\n")
         for own in (talk, notes):
             own.chmod(0o644)
-        assert as_user(producer, "cp", talk, state / "drop/").returncode == 0
-        assert as_user(producer, "cp", notes, state / "drop/").returncode == 0
+        # One more, left private by mistake (0600): the daemon cannot read it.
+        private = server / "private.wav"
+        shutil.copy(samples[1], private)
+        sh("chown", producer, private)
+        private.chmod(0o600)
+        for own in (talk, notes, private):
+            assert as_user(producer, "cp", own, state / "drop/").returncode == 0
         transcript = state / "drop-results" / "talk.txt"
         note = state / "failed" / "notes.wav.error.txt"
         deadline = time.monotonic() + 120
-        while not (transcript.exists() and note.exists()):
-            assert daemon.poll() is None, (server / "daemon.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (server / "daemon.log").read_text()[-3000:]
+        daemon_log = server / "daemon.log"
+        while not (transcript.exists() and note.exists() and "chmod g+r" in daemon_log.read_text()):
+            assert daemon.poll() is None, daemon_log.read_text()[-3000:]
+            assert time.monotonic() < deadline, daemon_log.read_text()[-3000:]
             time.sleep(0.2)
 
         read = as_user(producer, "cat", transcript)
@@ -252,6 +258,12 @@ def test_a_producer_in_the_group_drops_a_file_and_reads_its_transcript(
             as_user(producer, "cat", state / "voxbatch.db"),
         ):
             assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek
+
+        # The private file waits in the inbox with a reason, never a traceback.
+        assert (state / "drop" / "private.wav").exists()
+        logged = daemon_log.read_text()
+        assert "Traceback" not in logged, logged[-3000:]
+        assert f"not readable by the user {svc} (mode 0600)" in logged, logged[-3000:]
 
         # README: `sudo -u voxbatch /opt/voxbatch/bin/voxbatch status`, no VOXBATCH_HOME.
         status_env = {**base_env(), "VOXBATCH_SYSTEM_CONFIG": str(etc / "voxbatch.toml")}
