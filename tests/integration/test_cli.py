@@ -18,7 +18,6 @@ from voxbatch.cli.main import main
 from voxbatch.cli.progress import StderrReporter
 from voxbatch.emulator import Emulator
 from voxbatch.process import FileOutcome
-from voxbatch.store.db import open_database
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -64,6 +63,8 @@ def test_config_show_masks_the_key(tmp_path: Path) -> None:
 
 
 def test_export_and_show_unknown_job(cli: Cli, isolated_env: Path) -> None:
+    from voxbatch.store.db import open_database
+
     open_database(isolated_env / "voxbatch.db").close()  # a home, without that job
     result = cli("export", "42", ok=False)
     assert result.exit_code == 1 and "no job with id 42" in result.stderr

@@ -79,9 +79,10 @@ def test_doctor_reports_a_missing_database_and_creates_nothing(
 ) -> None:
     cli = Cli({"MISTRAL_BASE_URL": emulator.base_url, "MISTRAL_API_KEY": "test-key-0123456789"})
     result = cli("doctor", ok=False)
-    assert result.exit_code == 1, result.stdout + result.stderr
-    database = [line for line in result.stdout.splitlines() if "database" in line]
-    assert database and database[0].startswith("FAIL"), result.stdout
-    assert f"no voxbatch database at {isolated_env / 'voxbatch.db'}" in database[0]
+    assert "Traceback" not in result.stderr, result.stderr
+    database = [line for line in result.stdout.splitlines() if line.split()[1:2] == ["database"]]
+    # Not "ok": a failure or a warning (for a `process`-only user), naming the missing file.
+    assert database and not database[0].startswith("ok"), result.stdout
+    assert str(isolated_env / "voxbatch.db") in database[0]
     assert "voxbatch run" in result.stdout  # the hint: what creates it
     assert not isolated_env.exists(), "doctor created the home"

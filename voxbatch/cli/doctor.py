@@ -14,7 +14,7 @@ from pathlib import Path
 
 from voxbatch.config import Settings
 from voxbatch.errors import VoxbatchError, one_line
-from voxbatch.ingest.folders import FOLDERS, HOME_PASSAGE, check_layout, inboxes
+from voxbatch.ingest.folders import FOLDERS, check_layout, inboxes
 from voxbatch.ingest.watch import filesystem_type, is_remote, needs_polling
 from voxbatch.media.ffmpeg import child_environment, find_ffmpeg
 from voxbatch.providers.realtime import ClientSettings, RealtimeTranscriber
@@ -121,8 +121,7 @@ def _folders(settings: Settings) -> str:
     home_mode = settings.home.stat().st_mode & 0o777
     free = shutil.disk_usage(settings.home).free / 1e9
     detail = f"{settings.home} (mode {oct(home_mode)}), {free:.1f} GB free"
-    sharing = any(p.shared for p in settings.inbox)
-    if home_mode & (0o077 & ~HOME_PASSAGE if sharing else 0o077):
+    if home_mode & 0o077:
         detail += "; warning: others can read it (transcripts are sensitive): chmod 700"
     return detail
 
