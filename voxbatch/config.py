@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from voxbatch.errors import ConfigError, MissingKeyError
+from voxbatch.errors import AccessError, ConfigError, MissingKeyError, access_error, home_error
 
 DEFAULT_BASE_URL = "https://api.mistral.ai"
 OutputFormat = Literal["txt", "srt", "vtt", "tsv", "json"]
@@ -107,6 +107,12 @@ class DaemonSettings(_Strict):
 
 class InboxProfile(_Strict):
     path: Path = Path("inbox")
+    # Where this inbox's results go (relative to home); default: the home's outbox/.
+    outbox: Path | None = None
+    # A drop folder for a group of producers (the daemon's group): the inbox is group-writable
+    # with setgid, its outbox and the failure notes of its files group-readable. Private
+    # (0700 folders, 0600 files) unless asked.
+    shared: bool = False
     language: str | None = None
     context_bias: tuple[str, ...] = ()
     diarize: bool = False
@@ -215,6 +221,12 @@ class Settings(_Strict):
     def inbox_dir(self, profile: InboxProfile) -> Path:
         return profile.path if profile.path.is_absolute() else self.home / profile.path
 
+    def outbox_dir(self, profile: InboxProfile) -> Path:
+        """The inbox's own outbox, else the home's."""
+        if profile.outbox is None:
+            return self.folder("outbox")
+        return profile.outbox if profile.outbox.is_absolute() else self.home / profile.outbox
+
     def api_key(self, environ: Mapping[str, str] | None = None) -> str:
         """The Mistral key: MISTRAL_API_KEY, else api_key_file, else the systemd credential."""
         env = os.environ if environ is None else environ
@@ -281,9 +293,24 @@ def find_config_file(
         return Path(environ["VOXBATCH_CONFIG"]), True
     system = Path(environ.get("VOXBATCH_SYSTEM_CONFIG") or SYSTEM_CONFIG)
     for candidate in (home / "voxbatch.toml", system):
-        if candidate.is_file():
-            return candidate, False
+        try:
+            if candidate.is_file():
+                return candidate, False
+        except PermissionError as exc:
+            denied = candidate.parent == home
+            raise home_error(home, exc) if denied else _config_error(candidate, exc) from None
     return None, False
+
+
+def _config_error(path: Path, exc: OSError) -> AccessError:
+    return access_error(
+        "read the config file",
+        path,
+        exc,
+        hint="the user voxbatch runs as must be able to read it and enter its folder; for "
+        "the service: chgrp voxbatch /etc/voxbatch /etc/voxbatch/voxbatch.toml && "
+        "chmod 0750 /etc/voxbatch && chmod 0640 /etc/voxbatch/voxbatch.toml",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -294,6 +321,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except PermissionError as exc:
+        raise _config_error(path, exc) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
 
@@ -424,11 +453,21 @@ def load_settings(
 
 def _check_inboxes(settings: Settings) -> None:
     seen: set[Path] = set()
+    outboxes: dict[Path, InboxProfile] = {}
     for profile in settings.inbox:
         folder = settings.inbox_dir(profile)
         if folder in seen:
             raise ConfigError(f"inbox {folder} is configured twice")
         seen.add(folder)
+        outbox = settings.outbox_dir(profile)
+        other = outboxes.setdefault(outbox, profile)
+        if other.shared != profile.shared:
+            shared, private = (other, profile) if other.shared else (profile, other)
+            raise ConfigError(
+                f"the outbox {outbox} serves both the shared inbox {shared.path} and the "
+                f"private inbox {private.path}",
+                hint='give the shared inbox its own outbox: [[inbox]] outbox = "..."',
+            )
 
 
 def masked(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

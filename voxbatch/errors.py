@@ -15,6 +15,8 @@ class ErrorCode(StrEnum):
     error = "VoxbatchError"
     config = "ConfigError"
     missing_key = "MissingKeyError"
+    access = "AccessError"
+    no_database = "NoDatabaseError"
     database = "DatabaseError"
     store = "StoreError"
     input = "InputError"
@@ -63,6 +65,21 @@ class ConfigError(VoxbatchError):
     """Invalid or missing configuration (exit code 2)."""
 
     code: ClassVar[ErrorCode] = ErrorCode.config
+
+
+class AccessError(ConfigError):
+    """A file or folder voxbatch needs at start (its config, its home, the database) is not
+    readable or writable by the user it runs as: a setup problem, not a bug (exit 2; `run`
+    exits 3, and systemd does not restart it)."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.access
+
+
+class NoDatabaseError(ConfigError):
+    """A command that only reads found no database where it looked: a wrong home, not an
+    empty one (exit 2). Only `run`, `process` and `demo` create a database."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.no_database
 
 
 class MissingKeyError(ConfigError):
@@ -200,6 +217,35 @@ def is_retryable(exc: BaseException) -> bool:
 def display_path(path: Path) -> str:
     """The path as text for the database and messages; undecodable bytes shown as \\xNN."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def user_name() -> str:
+    """Who voxbatch runs as, for messages about permissions."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def access_error(doing: str, path: Path, exc: OSError, *, hint: str) -> AccessError:
+    """ "cannot `doing` `path` as user U: Permission denied" (exc is the PermissionError)."""
+    reason = exc.strerror or "permission denied"
+    return AccessError(
+        f"cannot {doing} {display_path(path)} as user {user_name()}: {reason}", hint=hint
+    )
+
+
+HOME_HINT = (
+    "run voxbatch as the user that owns it (`sudo -u voxbatch voxbatch ...` for the service), "
+    "or choose another home with --home or VOXBATCH_HOME"
+)
+
+
+def home_error(home: Path, exc: OSError) -> AccessError:
+    """The home (or a folder above it, or its database) is closed to this user."""
+    return access_error("use the home", home, exc, hint=HOME_HINT)
 
 
 def internal_error(exc: BaseException) -> VoxbatchError:

@@ -59,7 +59,10 @@ def test_config_show_masks_the_key(tmp_path: Path) -> None:
     assert "concurrency = 3" in text and "sk-abcdefghijklmnop" not in text
 
 
-def test_export_and_show_unknown_job(cli: Cli) -> None:
+def test_export_and_show_unknown_job(cli: Cli, isolated_env: Path) -> None:
+    from voxbatch.store.db import open_database
+
+    open_database(isolated_env / "voxbatch.db").close()  # a home, without that job
     result = cli("export", "42", ok=False)
     assert result.exit_code == 1 and "no job with id 42" in result.stderr
     result = cli("show", "zz", ok=False)

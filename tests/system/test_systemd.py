@@ -75,3 +75,31 @@ def test_unit_follows_the_rules() -> None:
     for limit in ("MemoryMax", "TasksMax"):
         assert unit[limit][0] not in ("", "infinity"), limit
     assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]
+
+
+def test_a_config_error_is_not_restarted_for_ever() -> None:
+    """Exit 2 (usage/config) and 3 (cannot start) will fail the same way 5 s later."""
+    unit = settings()
+    assert unit["Restart"] == ["on-failure"]
+    prevented = " ".join(unit.get("RestartPreventExitStatus", [])).split()
+    assert {"2", "3"} <= set(prevented), prevented
+
+
+def test_every_file_the_shipped_files_point_at_exists() -> None:
+    """Comments like "see systemd/README.md" or "README.md#section" must lead somewhere."""
+    root = UNIT.parents[1]
+    readme = (root / "README.md").read_text()
+    anchors = {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in readme.splitlines()
+        if line.startswith("#")
+    }
+    pointers = 0
+    for shipped in sorted((root / "systemd").iterdir()):
+        for ref in re.findall(r"\b((?:systemd/)?[\w.-]+\.md)(#[\w-]+)?", shipped.read_text()):
+            name, anchor = ref
+            pointers += 1
+            assert (root / name).is_file(), f"{shipped.name} points at {name}, which is missing"
+            if anchor and name == "README.md":
+                assert anchor[1:] in anchors, f"{shipped.name}: no section {anchor} in README.md"
+    assert pointers, "the unit should say where its install steps are"

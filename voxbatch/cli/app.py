@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -45,10 +46,28 @@ class App:
 
     @property
     def db(self) -> Database:
+        """The home's database, which must exist: a command that reads never creates one
+        (a typo in --home would otherwise report an empty queue)."""
+        return self.open_db(create=False)
+
+    def open_db(self, *, create: bool) -> Database:
+        """`create` only for the commands that make a home: `run` and `process`."""
         if self._db is None:
+            from voxbatch.errors import NoDatabaseError
             from voxbatch.store.db import open_database
 
-            self._db = open_database(self.settings.db_path)
+            settings = self.settings
+            try:
+                self._db = open_database(settings.db_path, create=create)
+            except NoDatabaseError:
+                if settings.database is None:
+                    where, choose = f"in {settings.home}", "set VOXBATCH_HOME or --home"
+                else:
+                    where, choose = f"at {settings.db_path}", "see the database setting"
+                raise NoDatabaseError(
+                    f"no voxbatch database {where} ({choose}; "
+                    "`voxbatch run` or `process` creates one)"
+                ) from None
         return self._db
 
 
@@ -69,6 +88,13 @@ class VoxbatchGroup(click.Group):
             fail(exc.message, hint=exc.hint, code=EXIT_USAGE)
         except VoxbatchError as exc:
             fail(exc.message, hint=exc.hint)
+        except PermissionError as exc:
+            # The known places say more (config, home, database); this is the backstop.
+            from voxbatch.errors import access_error
+
+            where = Path(os.fsdecode(exc.filename or "?"))
+            error = access_error("use", where, exc, hint="check the owner and mode of that path")
+            fail(error.message, hint=error.hint, code=EXIT_USAGE)
 
 
 def parse_since(value: str | None) -> datetime | None:

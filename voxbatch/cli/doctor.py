@@ -122,7 +122,7 @@ def _database(settings: Settings) -> str:
             f"no database yet at {path}",
             hint="`voxbatch process` or `voxbatch run` creates it",
         )
-    with open_database(path) as db, db.write() as session:
+    with open_database(path, create=False) as db, db.write() as session:
         session.connection().exec_driver_sql("CREATE TEMP TABLE doctor_probe (x INTEGER)")
     mode = _mode(path)
     fs = filesystem_type(path.parent)

@@ -68,7 +68,7 @@ def process(
     settings = app.settings
     if not dry_run:
         settings.api_key()  # no key: say so once, before any work (exit 2)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"shared": False}  # results for whoever runs it: private
     if language:
         changes["language"] = language
     if context_bias:
@@ -88,7 +88,8 @@ def process(
         _print_estimates(settings, profile, files, as_json)
         return
     reporter = StderrReporter(len(files))
-    run = ProcessRun(Pipeline(settings, app.db, reporter=reporter), reporter)
+    db = app.open_db(create=True)
+    run = ProcessRun(Pipeline(settings, db, reporter=reporter), reporter)
     outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {
@@ -135,7 +136,7 @@ def run(app: App, once: bool) -> None:
         return load_settings(config_file=app.config_file, overrides=app.overrides)
 
     try:
-        daemon = Daemon.open(app.settings, app.db, once=once, loader=reread)
+        daemon = Daemon.open(app.settings, app.open_db(create=True), once=once, loader=reread)
     except VoxbatchError as exc:
         fail(exc.message, hint=exc.hint, code=EXIT_CANNOT_START)
     sys.exit(asyncio.run(daemon.run()))

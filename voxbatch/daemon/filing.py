@@ -13,7 +13,15 @@ from sqlmodel import Session
 from voxbatch.config import Settings
 from voxbatch.daemon import recovery
 from voxbatch.errors import StoreError, VoxbatchError, display_path
-from voxbatch.ingest.folders import crash_point, free_destination, move, write_note
+from voxbatch.ingest.folders import (
+    crash_point,
+    find_inbox,
+    free_destination,
+    inboxes,
+    move,
+    results_dir_mode,
+    write_note,
+)
 from voxbatch.ingest.scan import signature
 from voxbatch.store import jobs, queue
 from voxbatch.store.db import Database
@@ -47,7 +55,7 @@ class Filing:
         """The job's end and the planned move of its original commit together; then the move."""
         folder = self.settings.folder("done" if state == JobState.done else "failed")
 
-        def end(session: Session) -> tuple[Path, Path, str | None, str] | None:
+        def end(session: Session) -> tuple[Path, Path, str | None, str, bool] | None:
             job = session.get_one(Job, job_id)
             if job.lease_owner != self.owner:
                 # Another worker took the job over (our lease ran out): it owns the file now.
@@ -65,19 +73,24 @@ class Filing:
                 job.wait_reason = job.partial_text = None
                 jobs.fail_job(session, job, error, hint=error.hint)
             src = Path(job.work_path or "")
-            dst = free_destination(folder, job.rel_path or src.name)
+            # A shared inbox's failures are for its producers to read (done/ stays private).
+            shared = state == JobState.failed and self._shared(job.inbox)
+            dst = free_destination(
+                folder, job.rel_path or src.name, dir_mode=results_dir_mode(shared)
+            )
             queue.plan_move(session, job, src, dst, signature(src))
-            return src, dst, job.error_message, job.source_name
+            return src, dst, job.error_message, job.source_name, shared
 
         planned = await self.db.write_through_faults(end)
         if planned is None:
             return
-        src, dst, message, name = planned
+        src, dst, message, name, shared = planned
         crash_point("file")
         if state == JobState.failed:
             note = recovery.error_note(job_id, name, message)
+            path = dst.with_name(dst.name + ".error.txt")
             try:
-                await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
+                await asyncio.to_thread(write_note, path, note, shared=shared)
             except OSError as exc:  # a full disk, say: the job's story is in the database
                 log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
         self.outcomes[state] += 1
@@ -100,3 +113,6 @@ class Filing:
             log.info("job %s done: %s; original in %s", job_id, name, display_path(dst))
         else:
             log.warning("job %s failed: %s — original in %s", job_id, message, display_path(dst))
+
+    def _shared(self, inbox: str | None) -> bool:
+        return find_inbox(inboxes(self.settings), inbox).profile.shared

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from voxbatch.config import Settings
-from voxbatch.errors import ErrorCode, StoreError, VoxbatchError, display_path
+from voxbatch.errors import ErrorCode, StoreError, VoxbatchError, display_path, user_name
 from voxbatch.ingest.folders import (
     Inbox,
     crash_point,
@@ -196,6 +196,14 @@ class Intake:
         elif found.verdict is Verdict.unsupported:
             self.tracker.forget(path)
             await asyncio.to_thread(self._note_unsupported, path, found.reason)
+        elif found.verdict is Verdict.candidate and not os.access(path, os.R_OK):
+            # A producer's 0600 file in a shared inbox: only its owner can let us read it.
+            self.tracker.forget(path)
+            reason = (
+                f"not readable by the user {user_name()} (mode {stat.S_IMODE(st.st_mode):04o}): "
+                "its owner must let the group read it (chmod g+r)"
+            )
+            await asyncio.to_thread(self._note_unsupported, path, reason)
         elif found.verdict is Verdict.candidate and st.st_size == 0:
             # Nothing to wait for yet: writes and rescans bring it back once it has content.
             self.tracker.forget(path)
@@ -274,7 +282,7 @@ class Intake:
         src = Path(os.fsdecode(path))
         sha = await audio.file_sha256(src)
         rel_text = os.fsdecode(rel)
-        out_dir = self.settings.folder("outbox") / Path(rel_text).parent
+        out_dir = self.settings.outbox_dir(box.profile) / Path(rel_text).parent
         dst_folder = self.settings.folder("work")
 
         def plan(session: Session) -> tuple[int, Path]:

@@ -128,7 +128,11 @@ class Pipeline:
             doc = document_for(session, session.get_one(Job, job_id))
             claims = claims_for(session, doc, out_dir, profile.outputs)
         try:  # files are written outside any transaction: no lock held during disk I/O
-            return tuple(write_outputs(doc, out_dir, profile.outputs, cue_shape(profile), claims))
+            return tuple(
+                write_outputs(
+                    doc, out_dir, profile.outputs, cue_shape(profile), claims, shared=profile.shared
+                )
+            )
         except OSError as exc:
             raise VoxbatchError(
                 f"cannot write results to {display_path(out_dir)}: {exc.strerror}",

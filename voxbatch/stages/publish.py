@@ -18,13 +18,14 @@ from voxbatch.documents import TranscriptDocument
 from voxbatch.documents.formats import render
 from voxbatch.documents.subtitles import CueShape
 from voxbatch.errors import VoxbatchError, display_path
+from voxbatch.ingest.folders import PRIVATE_FILE, file_mode, make_folder, results_dir_mode
 from voxbatch.store import calls, outputs, transcripts
 from voxbatch.store.models import Job
 
 
-def atomic_write(path: Path, content: str) -> None:
+def atomic_write(path: Path, content: str, *, mode: int = PRIVATE_FILE) -> None:
     """Readers (and sync tools watching the outbox) never see half a file."""
-    atomic_write_bytes(path, content.encode("utf-8"))
+    atomic_write_bytes(path, content.encode("utf-8"), mode=mode)
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,11 @@ def write_outputs(
     formats: Sequence[str],
     shape: CueShape | None = None,
     claims: Claims | None = None,
+    *,
+    shared: bool = False,
 ) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The result files, private, or readable by the group for a shared inbox."""
+    make_folder(out_dir, results_dir_mode(shared))
     stem = output_stem(
         out_dir,
         doc.source_name,
@@ -123,15 +127,16 @@ def write_outputs(
     written = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        atomic_write(path, render(doc, fmt, shape))
+        atomic_write(path, render(doc, fmt, shape), mode=file_mode(shared))
         written.append(path)
     return written
 
 
-def atomic_write_bytes(path: Path, content: bytes) -> None:
-    """Written to a temporary name, fsynced, then renamed into place."""
+def atomic_write_bytes(path: Path, content: bytes, *, mode: int = PRIVATE_FILE) -> None:
+    """Written to a temporary name with `mode`, fsynced, then renamed into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
             fh.flush()

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import VoxbatchError
+from voxbatch.ingest.folders import file_mode, make_folder, results_dir_mode
 from voxbatch.prompts import summary_recipe
 from voxbatch.stages.chat import ChatSummarizer
 from voxbatch.stages.publish import atomic_write, atomic_write_bytes, output_stem
@@ -257,14 +258,15 @@ def _write_files(
 ) -> SummaryOutcome:
     assert summary.id is not None
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir, results_dir_mode(profile.shared))
+        mode = file_mode(profile.shared)
         name = stem or output_stem(out_dir, source_name, job_id, profile.outputs)
         summary_path = out_dir / f"{name}.summary.md"
-        atomic_write(summary_path, summary_markdown(source_name, summary.text))
+        atomic_write(summary_path, summary_markdown(source_name, summary.text), mode=mode)
         speech_path = None
         if summary.speech_audio is not None:
             speech_path = out_dir / f"{name}.summary.{summary.speech_format}"
-            atomic_write_bytes(speech_path, summary.speech_audio)
+            atomic_write_bytes(speech_path, summary.speech_audio, mode=mode)
     except OSError as exc:
         raise VoxbatchError(
             f"cannot write the summary to {out_dir}: {exc.strerror}",

@@ -33,7 +33,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
-from voxbatch.errors import DatabaseError, StoreError, StoreFault, one_line
+from voxbatch.errors import (
+    HOME_HINT,
+    DatabaseError,
+    NoDatabaseError,
+    StoreError,
+    StoreFault,
+    access_error,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -227,17 +235,30 @@ class Database:
         self.close()
 
 
-def open_database(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
-    """Open (creating if needed) the SQLite database at `path` and apply pending migrations.
+def open_database(
+    path: Path, *, create: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> Database:
+    """Open the SQLite database at `path` and apply pending migrations.
 
-    Missing parent directories are created 0700, a new database file 0600; the WAL and
-    shared-memory files SQLite creates take the database file's mode.
+    With `create` (the daemon, `process`), a missing database is created: missing parent
+    directories 0700, the file 0600; the WAL and shared-memory files SQLite creates take the
+    database file's mode. Without it a missing file is a NoDatabaseError and nothing is made:
+    a reader pointed at a wrong home must not invent an empty one there.
     Raises DatabaseError when the file cannot be created, opened or migrated.
     """
     path = Path(path).absolute()
+    if not create:
+        _must_exist(path)
     try:
         _make_private_dirs(path.parent)
         _create_private_file(path)
+    except PermissionError as exc:
+        raise access_error(
+            "open the database",
+            path,
+            exc,
+            hint=HOME_HINT,
+        ) from None
     except OSError as exc:
         raise DatabaseError(
             f"cannot create database {path}: {exc.strerror or exc}",
@@ -253,6 +274,18 @@ def open_database(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Data
         db.close()
         raise
     return db
+
+
+def _must_exist(path: Path) -> None:
+    try:
+        found = path.is_file()
+    except PermissionError as exc:
+        raise access_error("open the database", path, exc, hint=HOME_HINT) from None
+    if not found:
+        raise NoDatabaseError(
+            f"no voxbatch database at {path}",
+            hint="`voxbatch run` or `voxbatch process` creates one",
+        )
 
 
 def _configure_sqlite(engine: sa.Engine, busy_timeout_ms: int) -> None:
