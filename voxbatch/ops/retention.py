@@ -73,6 +73,10 @@ def files_of(settings: Settings, job: retention.PrunedJob) -> list[Path]:
         folder = Path(job.output_dir)
         for wrote in job.outputs:
             found.extend(folder / name for name in _names(folder, wrote))
+    outboxes = [outbox, *(settings.outbox_dir(profile) for profile in settings.inbox)]
+    for path in map(Path, job.output_files):
+        if path not in found and path.is_file() and any(_inside(path, o) for o in outboxes):
+            found.append(path)
     return found
 
 

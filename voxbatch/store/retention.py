@@ -23,6 +23,7 @@ from voxbatch.store.models import (
     Event,
     Job,
     JobState,
+    OutputFile,
     Segment,
     Summary,
     Transcript,
@@ -40,6 +41,8 @@ class PrunedJob:
     final_path: str | None
     output_dir: str | None
     outputs: list[str] = field(default_factory=list)
+    # The result files the job recorded writing (absolute paths; since migration m004).
+    output_files: list[str] = field(default_factory=list)
 
 
 def prunable_hashes(session: Session, cutoff: datetime, limit: int | None = None) -> list[str]:
@@ -74,6 +77,11 @@ def jobs_of(session: Session, hashes: list[str]) -> list[PrunedJob]:
     for job_id, detail in events:
         if job_id in found and detail.startswith(_WROTE):
             found[job_id].outputs.append(detail[len(_WROTE) :])
+    written = session.exec(
+        select(OutputFile.job_id, OutputFile.path).where(col(OutputFile.job_id).in_(list(found)))
+    ).all()
+    for job_id, path in written:
+        found[job_id].output_files.append(path)
     return list(found.values())
 
 
@@ -106,6 +114,7 @@ def forget(session: Session, hashes: list[str], cutoff: datetime) -> list[Pruned
     )
     session.exec(delete(CostEstimate).where(col(CostEstimate.job_id).in_(ids)))
     session.exec(delete(Event).where(col(Event.job_id).in_(ids)))
+    session.exec(delete(OutputFile).where(col(OutputFile.job_id).in_(ids)))
     session.exec(update(ApiCall).where(col(ApiCall.job_id).in_(ids)).values(job_id=None))
     session.exec(delete(Job).where(col(Job.id).in_(ids)))
     return pruned
