@@ -7,7 +7,6 @@ without a slot, for the job buying its audio; a new job waits for the spend caps
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlmodel import Session
 
@@ -63,7 +62,7 @@ class Admission:
         )
         if held is None:
             return None
-        job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
+        jobs.defer(session, job, BUDGET_RECHECK_S)
         log.info("job %s waits: %s", job.id, held[0])
         return held[0]
 
@@ -74,7 +73,6 @@ class Admission:
         if primary is not None and primary.id == job.id:
             primary = None
         if primary is not None and transcripts.transcript_for(session, primary) is not None:
-            job.duplicate_of = primary.id
             link_to_primary(session, job, primary)
             return True
         if primary is None:
@@ -83,17 +81,9 @@ class Admission:
                 raise VoxbatchError(
                     f"same audio as job {old.id}, which failed: {old.error_message}"
                 )
-            if job.duplicate_of is not None:
-                jobs.add_event(
-                    session,
-                    "promoted",
-                    f"job {job.duplicate_of} did not buy the transcript; this copy will",
-                    job_id=job_id,
-                )
-            job.duplicate_of = None
-            session.add(job)
+            jobs.promote(session, job)
             return False
-        job.duplicate_of = primary.id
+        jobs.copy_of(session, job, primary)
         queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
         return None
 
@@ -111,11 +101,8 @@ class Admission:
         return primary
 
     def _hold(self, session: Session, job: Job, reason: str) -> str:
-        if job.wait_reason != reason:
+        if jobs.hold(session, job, reason):
             log.info("job %s waits: %s", job.id, reason)
-            jobs.add_event(session, "waiting", reason, job_id=job.id)
-        job.wait_reason = reason
-        session.add(job)
         return reason
 
 

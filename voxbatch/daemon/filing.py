@@ -61,9 +61,7 @@ class Filing:
                 mark_done(session, job, written)
             else:
                 assert error is not None
-                job.lease_owner = job.lease_expires_at = None
-                job.wait_reason = job.partial_text = None
-                jobs.fail_job(session, job, error, hint=error.hint)
+                jobs.mark_failed(session, job, error, hint=error.hint)
             src = Path(job.work_path or "")
             dst = free_destination(folder, job.rel_path or src.name)
             queue.plan_move(session, job, src, dst, signature(src))

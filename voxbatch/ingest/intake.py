@@ -287,9 +287,9 @@ class Intake:
                 inbox=box.name,
                 output_dir=str(out_dir),
                 primary=primary,
+                rel_path=rel_text,
             )
             assert job.id is not None
-            job.rel_path = rel_text
             dst = dst_folder / work_name(job.id, src.name)
             queue.plan_move(session, job, src, dst, signature(src))
             return job.id, dst
@@ -311,12 +311,9 @@ class Intake:
 
         def settle(session: Session) -> None:
             job = session.get_one(Job, job_id)
-            if new_sha != sha:
-                primary = jobs.find_primary(session, new_sha)
-                job.duplicate_of = primary.id if primary is not None else None
-                session.flush()
-            job.content_sha256, job.size_bytes = new_sha, after.st_size
-            job.audio_seconds = seconds
+            jobs.record_claimed_file(
+                session, job, sha256=new_sha, size_bytes=after.st_size, audio_seconds=seconds
+            )
             queue.settle(job, dst)
             jobs.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
 

@@ -120,10 +120,7 @@ class TranscriptionStage:
 
             def streaming(session: Session) -> None:
                 job = session.get_one(Job, job_id)
-                job.audio_seconds = info.duration_seconds
-                jobs.set_state(
-                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
-                )
+                jobs.start_streaming(session, job, info.duration_seconds, _describe(info))
 
             await self.db.write_through_faults(streaming)
             self.reporter.started(path, info.duration_seconds)
@@ -173,9 +170,7 @@ class TranscriptionStage:
         prices = self.settings.prices
 
         def count_attempt(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            job.attempts += 1
-            jobs.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
+            jobs.count_attempt(session, session.get_one(Job, job_id))
 
         call_id = await open_call(
             self.db, job_id=job_id, kind=CallKind.stt, model=model, also=count_attempt
@@ -237,7 +232,6 @@ class TranscriptionStage:
 
         def record(session: Session) -> None:
             job = session.get_one(Job, job_id)
-            job.partial_text = None
             # Another worker may have bought the same audio meanwhile: keep the first copy,
             # but this call was paid all the same and stays in the ledger.
             if transcripts.transcript_for(session, job) is None:
@@ -250,13 +244,11 @@ class TranscriptionStage:
                     audio_seconds=audio.pcm_seconds(result.bytes_sent),
                     segments=result.segments,
                 )
-            job.language = result.language
-            job.audio_seconds = audio.pcm_seconds(result.bytes_sent)
-            jobs.set_state(
+            jobs.mark_transcribed(
                 session,
                 job,
-                JobState.transcribed,
-                stage="publish",
+                language=result.language,
+                audio_seconds=audio.pcm_seconds(result.bytes_sent),
                 detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
                 f"{result.billed_audio_seconds} s billed",
             )
@@ -305,7 +297,7 @@ class _LiveText:
                 written, text = len(self.parts), "".join(self.parts)
 
                 def save(session: Session, text: str = text) -> None:
-                    session.get_one(Job, self.job_id).partial_text = text
+                    jobs.save_partial_text(session, self.job_id, text)
 
                 with contextlib.suppress(StoreError):  # best effort: the next second tries again
                     await self.db.write_async(save)
