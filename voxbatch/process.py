@@ -27,6 +27,7 @@ from voxbatch.errors import (
 )
 from voxbatch.media import audio
 from voxbatch.media.ffmpeg import check_regular_file
+from voxbatch.stages.dedupe import STOPPED, Verdict, Waiter, copy_verdict
 from voxbatch.stages.job import run_job
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.transcribe import NoProgress, Progress
@@ -230,13 +231,16 @@ class ProcessRun:
 
             def look(session: Session, event: asyncio.Event | None = event) -> _PrimaryEnd | None:
                 job = session.get_one(Job, job_id)
-                if job.state in TERMINAL_STATES or transcripts.transcript_for(session, job):
+                has_it = transcripts.transcript_for(session, job) is not None
+                verdict = copy_verdict(job, has_it=has_it, waiter=Waiter.process, now=utcnow())
+                if verdict.wait and event is not None:  # this run's job is over, without it
+                    verdict = Verdict(False, STOPPED)
+                if verdict.wait:
+                    return None
+                if verdict.reason is None:
                     return _PrimaryEnd(job.state, job.error_message)
-                stopped = event is not None or self.pipeline.abandoned(job)
-                reason = "its worker stopped before finishing" if stopped else _daemon_holds(job)
-                if reason is not None:  # it will not end while we wait: say why, as its end
-                    return _PrimaryEnd(JobState.failed, reason)
-                return None
+                # It will not end while we wait: say why, as its end.
+                return _PrimaryEnd(JobState.failed, verdict.reason)
 
             ended = await self.db.read_async(look)
             if ended is not None:
@@ -291,21 +295,6 @@ class ProcessRun:
             )
 
         return await self.db.write_async(done)
-
-
-def _daemon_holds(job: Job) -> str | None:
-    """Why `process` should not wait for a daemon job buying the same audio, if it should not."""
-    if job.work_path is None:
-        return None
-    if job.state == JobState.queued:
-        why = f" ({job.wait_reason})" if job.wait_reason else ""
-        return (
-            f"it is queued in the daemon{why}; `voxbatch run` transcribes it, then process "
-            "this file again at no cost"
-        )
-    if job.lease_expires_at is not None and job.lease_expires_at < utcnow():
-        return "the daemon transcribing it stopped; it resumes when `voxbatch run` starts again"
-    return None
 
 
 class _Silent(NoProgress):

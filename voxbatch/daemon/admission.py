@@ -14,10 +14,11 @@ from voxbatch.accounting import budget
 from voxbatch.config import Settings
 from voxbatch.errors import CONTENT_ERRORS, VoxbatchError
 from voxbatch.ingest.folders import Inbox, find_inbox
+from voxbatch.stages.dedupe import Verdict, Waiter, copy_verdict
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts
 from voxbatch.store.jobs import link_to_primary
-from voxbatch.store.models import Job, JobState, utcnow
+from voxbatch.store.models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,10 @@ class Admission:
         """
         if job.duplicate_of is not None:
             primary = self._live_primary(session, job)
-            if (
-                primary is not None
-                and primary.id != job.id
-                and transcripts.transcript_for(session, primary) is None
-            ):
-                return self._hold(session, job, _waiting_for(primary))
+            if primary is not None and primary.id != job.id:
+                verdict = _verdict(session, primary)
+                if verdict.wait and verdict.reason is not None:
+                    return self._hold(session, job, verdict.reason)
         # What this job may still buy: nothing bought before (by it or a copy) is counted.
         profile = find_inbox(self.boxes, job.inbox).profile
         estimate = budget.remaining_estimate(session, self.settings, profile, job)
@@ -84,7 +83,8 @@ class Admission:
             jobs.promote(session, job)
             return False
         jobs.copy_of(session, job, primary)
-        queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
+        reason = _verdict(session, primary).reason or f"waiting for job {primary.id}"
+        queue.requeue(session, job, reason=reason, delay_s=5.0)
         return None
 
     def _live_primary(self, session: Session, job: Job) -> Job | None:
@@ -106,8 +106,7 @@ class Admission:
         return reason
 
 
-def _waiting_for(primary: Job) -> str:
-    """Why a copy waits for the job buying its audio."""
-    if primary.state == JobState.needs_review:
-        return f"waiting: job {primary.id} (same audio) needs review"
-    return f"waiting for job {primary.id} (same audio) to finish"
+def _verdict(session: Session, primary: Job) -> Verdict:
+    """Does a queued copy wait for the job buying its audio (stages.dedupe's rule)?"""
+    has_it = transcripts.transcript_for(session, primary) is not None
+    return copy_verdict(primary, has_it=has_it, waiter=Waiter.queue, now=utcnow())
