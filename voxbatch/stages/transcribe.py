@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +21,7 @@ from tenacity import (
     RetryCallState,
 )
 
-from voxbatch.accounting.paid_calls import Settlement, close_call, open_call
+from voxbatch.accounting.paid_calls import Settlement, close_call, open_call, unknown_call_cost
 from voxbatch.accounting.prices import stt_charge
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
@@ -206,20 +205,15 @@ class TranscriptionStage:
         except BaseException as exc:
             await stop_task(flusher)
             error: BaseException = exc
-            # What was sent may have been billed: the audio streamed so far, as an estimate.
-            billed = math.ceil(progress.seconds_sent)
-            charge = stt_charge(prices, model, billed)
+            # What was sent may have been billed: the audio streamed so far, as an estimate
+            # (none sent: nothing can have been billed, and nothing is estimated).
+            sent = progress.seconds_sent
+            unknown = unknown_call_cost(self.settings, CallKind.stt, model, audio_seconds=sent)
             await close_call(
                 self.db,
                 call_id,
                 _outcome(error),
-                Settlement(
-                    charge.cost_usd,
-                    charge.price_basis,
-                    estimated=billed > 0,
-                    audio_seconds=billed,
-                    request_id=progress.request_id,
-                ),
+                replace(unknown, estimated=sent > 0, request_id=progress.request_id),
                 one_line(error, 500),
                 also=lambda session: jobs.add_event(
                     session, "stream_failed", one_line(error), job_id=job_id
