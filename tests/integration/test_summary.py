@@ -71,7 +71,9 @@ def transcribe(settings: Settings, db: Database, clip: Path, out_dir: Path) -> i
     the summary stages are left to each test."""
     profile = summary_profile().model_copy(update={"summary": False})
     outcomes = asyncio.run(
-        ProcessRun(Pipeline(settings, db)).process_paths([clip], profile=profile, out_dir=out_dir)
+        ProcessRun(Pipeline.open(settings, db)).process_paths(
+            [clip], profile=profile, out_dir=out_dir
+        )
     )
     assert outcomes[0].ok, outcomes[0].error
     assert outcomes[0].job_id is not None

@@ -88,7 +88,7 @@ def process(
         _print_estimates(settings, profile, files, as_json)
         return
     reporter = StderrReporter(len(files))
-    run = ProcessRun(Pipeline(settings, app.db, reporter=reporter), reporter)
+    run = ProcessRun(Pipeline.open(settings, app.db, reporter=reporter), reporter)
     outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {
