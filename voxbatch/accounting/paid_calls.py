@@ -156,7 +156,7 @@ async def close_call(
     left `started` is settled by the next start's recovery."""
 
     def finish(session: Session) -> None:
-        _finish(session, call_id, outcome, settlement, error_detail)
+        settle_call(session, call_id, outcome, settlement, error_detail)
         if also is not None:
             also(session)
 
@@ -172,13 +172,14 @@ def _nothing(call: PaidCall[T]) -> Settlement:
     return Settlement(Decimal(0), call.uncertain().price_basis)
 
 
-def _finish(
+def settle_call(
     session: Session,
     call_id: int,
     outcome: str,
     settlement: Settlement,
     error_detail: str | None,
 ) -> None:
+    """A paid attempt's row, finished with its outcome and what it cost."""
     # A Settlement's fields are finish_call's keywords, one for one.
     calls.finish_call(
         session, call_id, outcome=outcome, error_detail=error_detail, **asdict(settlement)
@@ -236,5 +237,7 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
         cost = unknown_call_cost(
             settings, call.kind, call.model, audio_seconds=job.audio_seconds, input_chars=read
         )
-        _finish(session, call.id, "abandoned", cost, "its worker stopped before the call finished")
+        settle_call(
+            session, call.id, "abandoned", cost, "its worker stopped before the call finished"
+        )
     return found

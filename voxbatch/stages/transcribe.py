@@ -40,7 +40,9 @@ from voxbatch.providers.realtime import (
     StreamResult,
 )
 from voxbatch.retries import provider_retrying
-from voxbatch.store import jobs, transcripts
+from voxbatch.stages import journal
+from voxbatch.stages.journal import FinishedTranscription
+from voxbatch.store import jobs
 from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind, Job, JobState
 from voxbatch.store.queue import renew_leases
@@ -223,46 +225,43 @@ class TranscriptionStage:
             raise
         await stop_task(flusher)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
-
-        def record(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            # Another worker may have bought the same audio meanwhile: keep the first copy,
-            # but this call was paid all the same and stays in the ledger.
-            if transcripts.transcript_for(session, job) is None:
-                transcripts.save_transcript(
-                    session,
-                    job,
-                    model=result.model or model,
-                    text=result.text,
-                    language=result.language,
-                    audio_seconds=audio.pcm_seconds(result.bytes_sent),
-                    segments=result.segments,
-                )
-            jobs.mark_transcribed(
-                session,
-                job,
-                language=result.language,
-                audio_seconds=audio.pcm_seconds(result.bytes_sent),
-                detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
-                f"{result.billed_audio_seconds} s billed",
-            )
-
-        # The server has answered and billed: the result waits here (in memory) for as long
-        # as the store refuses it, and is never bought again because the disk was full.
-        await close_call(
-            self.db,
-            call_id,
-            "ok",
-            Settlement(
+        entry = FinishedTranscription(
+            call_id=call_id,
+            job_id=job_id,
+            model=result.model or model,
+            text=result.text,
+            language=result.language,
+            audio_seconds=audio.pcm_seconds(result.bytes_sent),
+            segments=tuple(result.segments),
+            settlement=Settlement(
                 charge.cost_usd,
                 charge.price_basis,
                 estimated=not result.usage_reported,
                 audio_seconds=result.billed_audio_seconds,
                 request_id=result.request_id,
             ),
-            None,
-            also=record,
+            detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
+            f"{result.billed_audio_seconds} s billed",
         )
+        # The server has answered and billed: the result waits here for as long as the store
+        # refuses it, and in the journal should voxbatch die meanwhile; it is never bought
+        # again because the disk was full.
+        home = self.settings.home
+        try:
+            journalled: Path | None = await asyncio.to_thread(journal.write_entry, home, entry)
+        except OSError as exc:  # the same full disk, say: memory alone keeps it now
+            log.warning("job %s: cannot journal its transcription (%s)", job_id, exc.strerror)
+            journalled = None
+        await close_call(
+            self.db,
+            call_id,
+            "ok",
+            entry.settlement,
+            None,
+            also=lambda session: journal.record(session, entry),
+        )
+        if journalled is not None:
+            await asyncio.to_thread(journalled.unlink, missing_ok=True)
         return result
 
     async def _counted(
