@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
@@ -23,10 +22,12 @@ from voxbatch.errors import (
     InputError,
     VoxbatchError,
     display_path,
+    error_code,
     internal_error,
 )
 from voxbatch.media import audio
 from voxbatch.media.ffmpeg import check_regular_file
+from voxbatch.stages.dedupe import STOPPED, Verdict, Waiter, copy_verdict
 from voxbatch.stages.job import run_job
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.transcribe import NoProgress, Progress
@@ -35,6 +36,8 @@ from voxbatch.store.jobs import link_to_primary, mark_done
 from voxbatch.store.models import TERMINAL_STATES, Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted before it finished; run it again"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ class FileOutcome:
     @property
     def ok(self) -> bool:
         return self.state == JobState.done
+
+
+@dataclass(frozen=True)
+class _PrimaryEnd:
+    """How the job a copy waited for ended (or why it will not end while we wait)."""
+
+    state: str
+    error_message: str | None
 
 
 @dataclass(frozen=True)
@@ -186,25 +197,24 @@ class ProcessRun:
             primary=primary,
         )
         if job.duplicate_of is None:
-            job.lease_owner = self.pipeline.run.owner
-            job.lease_expires_at = utcnow() + timedelta(seconds=self.settings.daemon.lease_seconds)
+            jobs.lease(session, job, self.pipeline.run.owner, self.settings.daemon.lease_seconds)
         return job
 
     async def _link_duplicate(
         self, job_id: int, primary_id: int, profile: InboxProfile, out_dir: Path, path: Path
     ) -> FileOutcome:
-        primary = await self._wait_for(primary_id)
+        ended = await self._wait_for(primary_id)
 
         def link(session: Session) -> FileOutcome | None:
             job = session.get_one(Job, job_id)
             if transcripts.transcript_for(session, job) is None:
                 reason = (
-                    f"same audio as job {primary_id}, which ended {primary.state}: "
-                    f"{primary.error_message or 'no transcript'}"
+                    f"same audio as job {primary_id}, which ended {ended.state}: "
+                    f"{ended.error_message or 'no transcript'}"
                 )
                 jobs.fail(session, job, ErrorCode.duplicate_of_failed, reason)
                 return FileOutcome(path, job_id, JobState.failed, primary_id, error=reason)
-            link_to_primary(session, job, primary)
+            link_to_primary(session, job, session.get_one(Job, primary_id))
             return None
 
         failed = await self.db.write_async(link)
@@ -212,26 +222,25 @@ class ProcessRun:
             return failed
         return await self._run(job_id, path, profile, out_dir, buy=False)
 
-    async def _wait_for(self, job_id: int) -> Job:
+    async def _wait_for(self, job_id: int) -> _PrimaryEnd:
         """Until the job that is buying this transcript ends, in this process or another."""
         while True:
             event = self.pipeline.run.finished.get(job_id)
             if event is not None:
                 await event.wait()
 
-            def look(session: Session, event: asyncio.Event | None = event) -> Job | None:
+            def look(session: Session, event: asyncio.Event | None = event) -> _PrimaryEnd | None:
                 job = session.get_one(Job, job_id)
-                if job.state in TERMINAL_STATES or transcripts.transcript_for(session, job):
-                    session.expunge(job)
-                    return job
-                stopped = event is not None or self.pipeline.abandoned(job)
-                reason = "its worker stopped before finishing" if stopped else _daemon_holds(job)
-                if reason is not None:  # it will not end while we wait: say why, as its end
-                    session.expunge(job)
-                    job.state = JobState.failed
-                    job.error_message = reason
-                    return job
-                return None
+                has_it = transcripts.transcript_for(session, job) is not None
+                verdict = copy_verdict(job, has_it=has_it, waiter=Waiter.process, now=utcnow())
+                if verdict.wait and event is not None:  # this run's job is over, without it
+                    verdict = Verdict(False, STOPPED)
+                if verdict.wait:
+                    return None
+                if verdict.reason is None:
+                    return _PrimaryEnd(job.state, job.error_message)
+                # It will not end while we wait: say why, as its end.
+                return _PrimaryEnd(JobState.failed, verdict.reason)
 
             ended = await self.db.read_async(look)
             if ended is not None:
@@ -253,8 +262,7 @@ class ProcessRun:
                 if isinstance(exc, VoxbatchError):
                     jobs.fail_job(session, job, exc, hint=exc.hint)
                 elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                    jobs.fail_job(session, job, exc, hint="interrupted; run it again")
-                    job.error_message = "interrupted before it finished; run it again"
+                    jobs.fail(session, job, error_code(exc), INTERRUPTED)
                 else:
                     log.error("job %s failed unexpectedly", job_id, exc_info=exc)
                     jobs.fail_job(session, job, internal_error(exc))
@@ -287,21 +295,6 @@ class ProcessRun:
             )
 
         return await self.db.write_async(done)
-
-
-def _daemon_holds(job: Job) -> str | None:
-    """Why `process` should not wait for a daemon job buying the same audio, if it should not."""
-    if job.work_path is None:
-        return None
-    if job.state == JobState.queued:
-        why = f" ({job.wait_reason})" if job.wait_reason else ""
-        return (
-            f"it is queued in the daemon{why}; `voxbatch run` transcribes it, then process "
-            "this file again at no cost"
-        )
-    if job.lease_expires_at is not None and job.lease_expires_at < utcnow():
-        return "the daemon transcribing it stopped; it resumes when `voxbatch run` starts again"
-    return None
 
 
 class _Silent(NoProgress):

@@ -210,7 +210,7 @@ def test_daily_cap_against_the_emulator(
             if held is not None:
                 waiting[i] = held[0]
                 continue
-            pipeline = Pipeline(settings, db)
+            pipeline = Pipeline.open(settings, db)
             (outcome,) = asyncio.run(
                 ProcessRun(pipeline).process_paths([clips[i]], profile=profile, out_dir=outbox)
             )

@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 
 from tests.helpers.media import tone_bursts
-from voxbatch.config import InboxProfile, Settings
+from tests.helpers.summary import KEY, make_settings, summarise, summary_profile, transcribe
+from voxbatch.config import Settings
 from voxbatch.emulator import Emulator
 from voxbatch.emulator.http_api import estimate_tokens, summarize
 from voxbatch.errors import ConfigError, ProviderError
 from voxbatch.media import audio
 from voxbatch.media.ffmpeg import find_ffmpeg
-from voxbatch.process import ProcessRun
 from voxbatch.prompts import part_chars, split_text
-from voxbatch.stages.pipeline import Pipeline
 from voxbatch.stages.summary import SummaryOutcome, run_summary_stages
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, summaries, transcripts
@@ -36,7 +35,6 @@ from voxbatch.store.models import ApiCall, Job, JobState
 
 pytestmark = pytest.mark.media  # they run ffmpeg
 
-KEY = "test-key-0123456789"
 PRICE_IN, PRICE_OUT = Decimal("0.15"), Decimal("0.60")
 TTS_PRICE = Decimal("16.0")
 
@@ -46,44 +44,10 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MISTRAL_API_KEY", KEY)
 
 
-def make_settings(home: Path, emu: Emulator, **mistral: Any) -> Settings:
-    return Settings.model_validate(
-        {
-            "home": str(home),
-            "mistral": {"base_url": emu.base_url, **mistral},
-            "daemon": {"retry_initial_s": 0.01, "retry_max_s": 0.05, "retry_attempts": 3},
-        }
-    )
-
-
-def summary_profile(**changes: Any) -> InboxProfile:
-    return InboxProfile.model_validate({"summary": True, **changes})
-
-
 @pytest.fixture
 def db(isolated_env: Path) -> Iterator[Database]:
     with open_database(isolated_env / "voxbatch.db") as database:
         yield database
-
-
-def transcribe(settings: Settings, db: Database, clip: Path, out_dir: Path) -> int:
-    """The real pipeline up to the saved transcript (it publishes the transcript outputs);
-    the summary stages are left to each test."""
-    profile = summary_profile().model_copy(update={"summary": False})
-    outcomes = asyncio.run(
-        ProcessRun(Pipeline(settings, db)).process_paths([clip], profile=profile, out_dir=out_dir)
-    )
-    assert outcomes[0].ok, outcomes[0].error
-    assert outcomes[0].job_id is not None
-    return outcomes[0].job_id
-
-
-def summarise(
-    settings: Settings, db: Database, job_id: int, profile: InboxProfile, out_dir: Path
-) -> SummaryOutcome:
-    return asyncio.run(
-        run_summary_stages(settings, db, job_id, profile, out_dir, api_key=KEY, poll_s=0.01)
-    )
 
 
 def calls(db: Database, job_id: int | None = None) -> list[ApiCall]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, cli_for
-from tests.integration.test_summary import (
+from tests.helpers.summary import (
     KEY,
     make_settings,
     summarise,

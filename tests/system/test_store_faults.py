@@ -3,12 +3,14 @@ ends the daemon, and never buys the same audio twice."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,22 +46,34 @@ def _appends(emulator: Emulator) -> int:
     return sum(s.appends for s in emulator.records.sessions)
 
 
+def _streaming(emulator: Emulator, home: Path, spawn, name: str, seconds: float, appends: int):
+    """A daemon paced at real time, streaming a `seconds`-long file: its env and itself."""
+    env = daemon_env(emulator, home, VOXBATCH_DAEMON__PACE="1.0")
+    daemon = spawn(env)
+    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
+    (home / "inbox" / name).write_bytes(wav_bytes(seconds))
+    wait_until(lambda: _appends(emulator) >= appends, 60, "audio to stream", daemon)
+    return env, daemon
+
+
+@contextlib.contextmanager
+def _write_lock_held(home: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds the database's write lock for `seconds` (or until killed)."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(home / "voxbatch.db"), str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    ) as holder:  # fmt: skip
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+
+
 def test_a_write_lock_held_40_s_by_another_process_stops_no_stream(
     emulator: Emulator, tmp_path: Path, spawn
 ) -> None:
     home = tmp_path / "home"
     # Paced at real time: the 55 s file streams for about 55 s, across the whole lock.
-    env = daemon_env(emulator, home, VOXBATCH_DAEMON__PACE="1.0")
-    daemon = spawn(env)
-    wait_until(lambda: daemon_ready(home), 30, "the daemon to start", daemon)
-    (home / "inbox" / "long.wav").write_bytes(wav_bytes(55.0))
-    wait_until(lambda: _appends(emulator) >= 10, 60, "audio to stream", daemon)
-
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(home / "voxbatch.db"), "40"],
-        stdout=subprocess.PIPE, text=True,
-    ) as holder:  # fmt: skip
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    _, daemon = _streaming(emulator, home, spawn, "long.wav", 55.0, appends=10)
+    with _write_lock_held(home, 40) as holder:
         assert holder.wait(60) == 0
     assert daemon.process.poll() is None, daemon.text()[-3000:]
     wait_until(lambda: originals(home / "done") == {"long.wav"}, 90, "the job to end", daemon)
@@ -141,3 +155,31 @@ def test_a_full_disk_pauses_the_daemon_and_nothing_is_bought_twice(
     assert "Traceback" not in daemon.text(), daemon.text()[-3000:]
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
+
+
+def test_a_transcription_finished_during_a_store_fault_survives_kill_9(
+    emulator: Emulator, tmp_path: Path, spawn
+) -> None:
+    home = tmp_path / "home"
+    env, daemon = _streaming(emulator, home, spawn, "talk.wav", 4.0, appends=2)
+    with _write_lock_held(home, 600) as holder:
+
+        def finished() -> bool:
+            return any("transcription.done" in s.events_sent for s in emulator.records.sessions)
+
+        wait_until(finished, 60, "the server to finish the transcription", daemon)
+        time.sleep(2.0)  # the daemon holds the result and waits for the store
+        daemon.process.kill()  # kill -9 while the fault persists
+        daemon.wait(10)
+        holder.kill()  # the fault clears
+    assert rows(home, "SELECT kind, outcome FROM api_call") == [("stt", "started")]
+
+    again = spawn(env)
+    wait_until(lambda: originals(home / "done") == {"talk.wav"}, 90, "the job to end", again)
+    assert len(emulator.records.sessions) == 1  # bought once
+    assert rows(home, "SELECT kind, outcome FROM api_call") == [("stt", "ok")]
+    assert rows(home, "SELECT count(*) FROM transcript") == [(1,)]
+    assert rows(home, "SELECT state FROM job") == [("done",)]
+    assert not list((home / "journal").glob("*.json"))
+    again.process.send_signal(signal.SIGTERM)
+    assert again.wait(30) == 0

@@ -30,7 +30,7 @@ def _rows(db_path: Path, query: str) -> list[tuple[object, ...]]:
 
 def _run(settings: Settings, fake: FakeTranscriber, *files: Path, busy_ms: int = 30_000) -> list:
     with open_database(settings.db_path, busy_timeout_ms=busy_ms) as db:
-        pipeline = Pipeline(settings, db, transcriber=lambda: fake)
+        pipeline = Pipeline.open(settings, db, transcriber=lambda: fake)
         run = ProcessRun(pipeline)
         return asyncio.run(
             run.process_paths(list(files), profile=settings.inbox[0], out_dir=settings.home / "out")

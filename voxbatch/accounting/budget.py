@@ -242,11 +242,7 @@ def _profile(settings: Settings, ref: InboxProfile | str | None) -> InboxProfile
 def hold_for_budget(session: Session, job: Job, reason: str) -> None:
     """Mark a queued job as waiting for the budget (stage `budget`); its history says why,
     once per distinct reason (`status` and `why` read `job.wait_reason`)."""
-    if job.wait_reason != reason:
-        jobs.add_event(session, "waiting", reason, job_id=job.id)
-    job.stage = BUDGET_WAIT_STAGE
-    job.wait_reason = reason
-    session.add(job)
+    jobs.hold(session, job, reason, stage=BUDGET_WAIT_STAGE)
 
 
 def admit(
@@ -271,9 +267,7 @@ def admit(
     if waiting is not None:
         hold_for_budget(session, job, waiting[0])
         return waiting
-    if job.stage == BUDGET_WAIT_STAGE:
-        job.stage = None
-        session.add(job)
+    jobs.end_hold(session, job, BUDGET_WAIT_STAGE)
     if not estimate:
         return None  # nothing left to buy (a copy, or a job resumed after its last stage)
     record_estimate(

@@ -156,7 +156,7 @@ async def close_call(
     left `started` is settled by the next start's recovery."""
 
     def finish(session: Session) -> None:
-        _finish(session, call_id, outcome, settlement, error_detail)
+        settle_call(session, call_id, outcome, settlement, error_detail)
         if also is not None:
             also(session)
 
@@ -172,48 +172,72 @@ def _nothing(call: PaidCall[T]) -> Settlement:
     return Settlement(Decimal(0), call.uncertain().price_basis)
 
 
-def _finish(
+def settle_call(
     session: Session,
     call_id: int,
     outcome: str,
     settlement: Settlement,
     error_detail: str | None,
 ) -> None:
+    """A paid attempt's row, finished with its outcome and what it cost."""
     # A Settlement's fields are finish_call's keywords, one for one.
     calls.finish_call(
         session, call_id, outcome=outcome, error_detail=error_detail, **asdict(settlement)
     )
 
 
+def unknown_call_cost(
+    settings: Settings,
+    kind: str,
+    model: str,
+    *,
+    audio_seconds: float | None = None,
+    input_chars: int = 0,
+    characters: int = ASSUMED_SUMMARY_CHARS,
+) -> Settlement:
+    """What a call that was sent but never answered may have cost: the most it can have
+    billed, recorded as an estimate. stt: the audio sent (`audio_seconds`, whole seconds up);
+    chat: `input_chars` read (at most one full context) and one full answer; tts: the
+    `characters` spoken (a summary's assumed length when the text is not known)."""
+    if kind == CallKind.chat:
+        mistral = settings.mistral
+        tokens_in = min(tokens_for(mistral, input_chars), mistral.chat_context_tokens)
+        tokens_out = mistral.summary_max_tokens
+        charge = chat_charge(settings.prices, model, tokens_in, tokens_out)
+        return Settlement(
+            charge.cost_usd,
+            charge.price_basis,
+            estimated=True,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+        )
+    if kind == CallKind.tts:
+        charge = tts_charge(settings.prices, model, characters)
+        return Settlement(charge.cost_usd, charge.price_basis, True, characters=characters)
+    seconds = math.ceil(audio_seconds or 0)
+    charge = stt_charge(settings.prices, model, seconds)
+    return Settlement(charge.cost_usd, charge.price_basis, True, audio_seconds=seconds)
+
+
 def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bool:
-    """Close a dead worker's `started` calls; True if any was open (its result is unknown)."""
+    """Close a dead worker's `started` calls; True if any was open (its result is unknown).
+
+    Nobody knows how far a call got: an stt call may have sent the whole file, a chat call
+    read the whole transcript."""
     assert job.id is not None
     found = False
     for call in calls.calls_for(session, job.id):
         if call.outcome != "started" or call.id is None:
             continue
         found = True
-        seconds: int | None = None
-        chars: int | None = None
-        tokens: tuple[int | None, int | None] = (None, None)
+        read = 0
         if call.kind == CallKind.chat:
-            # At most one full context in and one full answer out: an upper estimate.
             transcript = transcripts.transcript_for(session, job)
-            read = tokens_for(settings.mistral, len(transcript.text)) if transcript else 0
-            tokens_in = min(read, settings.mistral.chat_context_tokens)
-            tokens_out = settings.mistral.summary_max_tokens
-            tokens = (tokens_in, tokens_out)
-            charge = chat_charge(settings.prices, call.model, tokens_in, tokens_out)
-        elif call.kind == CallKind.tts:
-            chars = ASSUMED_SUMMARY_CHARS
-            charge = tts_charge(settings.prices, call.model, chars)
-        else:
-            seconds = math.ceil(job.audio_seconds or 0)
-            charge = stt_charge(settings.prices, call.model, seconds)
-        calls.finish_call(
-            session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
-            price_basis=charge.price_basis, estimated=True, audio_seconds=seconds,
-            input_tokens=tokens[0], output_tokens=tokens[1], characters=chars,
-            error_detail="its worker stopped before the call finished",
-        )  # fmt: skip
+            read = len(transcript.text) if transcript else 0
+        cost = unknown_call_cost(
+            settings, call.kind, call.model, audio_seconds=job.audio_seconds, input_chars=read
+        )
+        settle_call(
+            session, call.id, "abandoned", cost, "its worker stopped before the call finished"
+        )
     return found

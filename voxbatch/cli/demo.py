@@ -67,7 +67,7 @@ def run_demo(samples: Path | None, *, keep: bool = False) -> int:
             db = open_database(settings.db_path)
             client = ClientSettings(api_key="demo", base_url=emulator.base_url)
             reporter = StderrReporter(len(clips))
-            pipeline = Pipeline(
+            pipeline = Pipeline.open(
                 settings, db, transcriber=lambda: RealtimeTranscriber(client), reporter=reporter
             )
             outcomes = asyncio.run(

@@ -64,7 +64,7 @@ def why(app: App, path: str, as_json: bool) -> None:
                 "id": j.id,
                 "state": j.state,
                 "file": j.source_name,
-                "now_at": ops_status.where_now(j),
+                "now_at": ops_status.original_now(j),
                 "duplicate_of": j.duplicate_of,
                 "error": j.error_message,
                 "waiting": j.wait_reason if j.state == "queued" else None,

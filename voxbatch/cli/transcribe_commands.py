@@ -88,8 +88,7 @@ def process(
         _print_estimates(settings, profile, files, as_json)
         return
     reporter = StderrReporter(len(files))
-    db = app.open_db(create=True)
-    run = ProcessRun(Pipeline(settings, db, reporter=reporter), reporter)
+    run = ProcessRun(Pipeline.open(settings, app.open_db(create=True), reporter=reporter), reporter)
     outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {

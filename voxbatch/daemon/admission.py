@@ -7,7 +7,6 @@ without a slot, for the job buying its audio; a new job waits for the spend caps
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlmodel import Session
 
@@ -15,10 +14,11 @@ from voxbatch.accounting import budget
 from voxbatch.config import Settings
 from voxbatch.errors import CONTENT_ERRORS, VoxbatchError
 from voxbatch.ingest.folders import Inbox, find_inbox
+from voxbatch.stages.dedupe import Verdict, Waiter, copy_verdict
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, queue, transcripts
 from voxbatch.store.jobs import link_to_primary
-from voxbatch.store.models import Job, JobState, utcnow
+from voxbatch.store.models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,10 @@ class Admission:
         """
         if job.duplicate_of is not None:
             primary = self._live_primary(session, job)
-            if (
-                primary is not None
-                and primary.id != job.id
-                and transcripts.transcript_for(session, primary) is None
-            ):
-                return self._hold(session, job, _waiting_for(primary))
+            if primary is not None and primary.id != job.id:
+                verdict = _verdict(session, primary)
+                if verdict.wait and verdict.reason is not None:
+                    return self._hold(session, job, verdict.reason)
         # What this job may still buy: nothing bought before (by it or a copy) is counted.
         profile = find_inbox(self.boxes, job.inbox).profile
         estimate = budget.remaining_estimate(session, self.settings, profile, job)
@@ -63,7 +61,7 @@ class Admission:
         )
         if held is None:
             return None
-        job.not_before = utcnow() + timedelta(seconds=BUDGET_RECHECK_S)
+        jobs.defer(session, job, BUDGET_RECHECK_S)
         log.info("job %s waits: %s", job.id, held[0])
         return held[0]
 
@@ -74,7 +72,6 @@ class Admission:
         if primary is not None and primary.id == job.id:
             primary = None
         if primary is not None and transcripts.transcript_for(session, primary) is not None:
-            job.duplicate_of = primary.id
             link_to_primary(session, job, primary)
             return True
         if primary is None:
@@ -83,18 +80,11 @@ class Admission:
                 raise VoxbatchError(
                     f"same audio as job {old.id}, which failed: {old.error_message}"
                 )
-            if job.duplicate_of is not None:
-                jobs.add_event(
-                    session,
-                    "promoted",
-                    f"job {job.duplicate_of} did not buy the transcript; this copy will",
-                    job_id=job_id,
-                )
-            job.duplicate_of = None
-            session.add(job)
+            jobs.promote(session, job)
             return False
-        job.duplicate_of = primary.id
-        queue.requeue(session, job, reason=_waiting_for(primary), delay_s=5.0)
+        jobs.copy_of(session, job, primary)
+        reason = _verdict(session, primary).reason or f"waiting for job {primary.id}"
+        queue.requeue(session, job, reason=reason, delay_s=5.0)
         return None
 
     def _live_primary(self, session: Session, job: Job) -> Job | None:
@@ -111,16 +101,12 @@ class Admission:
         return primary
 
     def _hold(self, session: Session, job: Job, reason: str) -> str:
-        if job.wait_reason != reason:
+        if jobs.hold(session, job, reason):
             log.info("job %s waits: %s", job.id, reason)
-            jobs.add_event(session, "waiting", reason, job_id=job.id)
-        job.wait_reason = reason
-        session.add(job)
         return reason
 
 
-def _waiting_for(primary: Job) -> str:
-    """Why a copy waits for the job buying its audio."""
-    if primary.state == JobState.needs_review:
-        return f"waiting: job {primary.id} (same audio) needs review"
-    return f"waiting for job {primary.id} (same audio) to finish"
+def _verdict(session: Session, primary: Job) -> Verdict:
+    """Does a queued copy wait for the job buying its audio (stages.dedupe's rule)?"""
+    has_it = transcripts.transcript_for(session, primary) is not None
+    return copy_verdict(primary, has_it=has_it, waiter=Waiter.queue, now=utcnow())

@@ -69,9 +69,7 @@ class Filing:
                 mark_done(session, job, written)
             else:
                 assert error is not None
-                job.lease_owner = job.lease_expires_at = None
-                job.wait_reason = job.partial_text = None
-                jobs.fail_job(session, job, error, hint=error.hint)
+                jobs.mark_failed(session, job, error, hint=error.hint)
             src = Path(job.work_path or "")
             # A shared inbox's failures are for its producers to read (done/ stays private).
             shared = state == JobState.failed and self._shared(job.inbox)

@@ -19,6 +19,7 @@ from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
 from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import StoreError
+from voxbatch.stages import journal
 from voxbatch.store import queue, workers
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState, utcnow
@@ -49,9 +50,23 @@ class Housekeeping:
         self.keys = keys
         self.owner = owner
         self.tick_s = tick_s
+        # Replayed once, at the first recovery: later, its entries are this daemon's own.
+        self._journal_replayed = False
 
     async def recover(self) -> None:
+        """Dead workers' jobs back to the queue (or to review); first, at start, the
+        transcriptions a killed daemon journalled but never recorded, so that their calls
+        are not settled as abandoned and their audio not bought again."""
         try:
+            if not self._journal_replayed:
+                home = self.settings.home
+                for job_id in await self.db.run(journal.replay, self.db, home, writes=True):
+                    log.warning(
+                        "job %s: its transcription, finished before voxbatch stopped, is "
+                        "recorded from the journal",
+                        job_id,
+                    )
+                self._journal_replayed = True
             found = await self.db.run(
                 recovery.recover_leases, self.db, self.settings, self.owner, writes=True
             )

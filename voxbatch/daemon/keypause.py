@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -71,8 +72,8 @@ class KeyPause:
         pause = self.auth_pause
         if pause is None:
             return
-        try:
-            key = self.settings.api_key()
+        try:  # a file read (api_key_file, the systemd credential): off the event loop
+            key = await asyncio.to_thread(self.settings.api_key)
         except VoxbatchError:
             return
         probe_due = time.monotonic() - pause.last_probe >= self.settings.daemon.breaker_probe_s * 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from voxbatch.accounting.paid_calls import settle_abandoned_calls
-from voxbatch.accounting.prices import stt_charge
+from voxbatch.accounting.paid_calls import settle_abandoned_calls, unknown_call_cost
 from voxbatch.config import Settings
 from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
@@ -23,6 +21,7 @@ from voxbatch.store import jobs, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import (
     ACTIVE_STATES,
+    CallKind,
     Job,
     JobState,
     utcnow,
@@ -160,8 +159,12 @@ def recover_leases(db: Database, settings: Settings, owner: str) -> list[Reconci
 def _recover(session: Session, settings: Settings, job: Job) -> str:
     assert job.id is not None
     unknown = settle_abandoned_calls(session, settings, job)
-    redo = stt_charge(
-        settings.prices, settings.mistral.transcription_model, math.ceil(job.audio_seconds or 0)
+    # Buying it again costs what the unknown call may have cost: the whole file.
+    redo = unknown_call_cost(
+        settings,
+        CallKind.stt,
+        settings.mistral.transcription_model,
+        audio_seconds=job.audio_seconds,
     ).cost_usd
     if (
         unknown

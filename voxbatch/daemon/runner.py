@@ -152,7 +152,7 @@ class Daemon:
         try:
             api_key = settings.api_key()
             make_transcriber = transcriber or default_transcriber(settings)
-            pipeline = Pipeline(settings, db, transcriber=make_transcriber, owner=owner)
+            pipeline = Pipeline.open(settings, db, transcriber=make_transcriber, owner=owner)
             return cls(
                 settings,
                 db,

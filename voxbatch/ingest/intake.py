@@ -1,9 +1,8 @@
-"""Inbox to work/: hints and rescans, the stability wait, quarantine, and the claim by move.
+"""Inbox to work/: hints and rescans, the stability wait, and the claim by move.
 
 The watcher's hints and the periodic rescans name paths; a candidate is claimed once it has
 stopped changing: its job is created and its move into work/ planned in one transaction, then
-the file is moved. What must never be processed is set aside in quarantine/; what is merely
-not audio is left in the inbox and reported once.
+the file is moved. What it refuses (quarantined, or left in the inbox) is `ingest.refusals`'.
 """
 
 from __future__ import annotations
@@ -16,21 +15,14 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlmodel import Session
 
 from voxbatch.config import Settings
-from voxbatch.errors import ErrorCode, StoreError, VoxbatchError, display_path, user_name
-from voxbatch.ingest.folders import (
-    Inbox,
-    crash_point,
-    free_destination,
-    move,
-    work_name,
-    write_note,
-)
+from voxbatch.errors import ErrorCode, VoxbatchError, display_path, user_name
+from voxbatch.ingest.folders import Inbox, crash_point, move, work_name
+from voxbatch.ingest.refusals import Refusals
 from voxbatch.ingest.scan import (
     StabilityTracker,
     Verdict,
@@ -52,7 +44,8 @@ class Intake:
     """Watches the inboxes' paths and claims each ready file as a queued job.
 
     `wake` is called after each claim (the dispatcher may start it); `outcomes` counts the
-    files quarantined or failed here. No I/O happens until `rescan` or `run`.
+    files quarantined (by its refusals) or failed here. No I/O happens until `rescan` or
+    `run`.
     """
 
     def __init__(
@@ -78,7 +71,7 @@ class Intake:
         self.tracker = StabilityTracker(settings.daemon.stable_seconds)
         self.hints: set[bytes] = set()
         self.rescan_due = True
-        self.noted: set[bytes] = set()  # unsupported names already reported
+        self.refusals = Refusals(settings, db, outcomes)
         self.unmovable: dict[bytes, tuple[int, int, int]] = {}
         self.claiming = 0  # files between the inbox and the queue right now
         # A pass's paths not yet looked at, and a rescan running in a thread: both are files
@@ -122,9 +115,9 @@ class Intake:
                 if found.verdict is Verdict.candidate:
                     self.hints.add(found.path)
                 elif found.verdict is Verdict.quarantine:
-                    self._quarantine(box, found.path, found.rel, found.reason)
+                    self.refusals.quarantine(found.path, found.rel, found.reason)
                 elif found.verdict is Verdict.unsupported:
-                    self._note_unsupported(found.path, found.reason)
+                    self.refusals.note_unsupported(found.path, found.reason)
 
     async def run(self) -> None:
         last_scan = time.monotonic()
@@ -192,10 +185,10 @@ class Intake:
         found = classify(path, rel, st, self.settings.daemon.extensions)
         if found.verdict is Verdict.quarantine:
             self.tracker.forget(path)
-            await asyncio.to_thread(self._quarantine, box, path, rel, found.reason)
+            await asyncio.to_thread(self.refusals.quarantine, path, rel, found.reason)
         elif found.verdict is Verdict.unsupported:
             self.tracker.forget(path)
-            await asyncio.to_thread(self._note_unsupported, path, found.reason)
+            await asyncio.to_thread(self.refusals.note_unsupported, path, found.reason)
         elif found.verdict is Verdict.candidate and not os.access(path, os.R_OK):
             # A producer's 0600 file in a shared inbox: only its owner can let us read it.
             self.tracker.forget(path)
@@ -203,15 +196,15 @@ class Intake:
                 f"not readable by the user {user_name()} (mode {stat.S_IMODE(st.st_mode):04o}): "
                 "its owner must let the group read it (chmod g+r)"
             )
-            await asyncio.to_thread(self._note_unsupported, path, reason)
+            await asyncio.to_thread(self.refusals.note_unsupported, path, reason)
         elif found.verdict is Verdict.candidate and st.st_size == 0:
             # Nothing to wait for yet: writes and rescans bring it back once it has content.
             self.tracker.forget(path)
             await asyncio.to_thread(
-                self._note_unsupported, path, "an empty file (taken once it has content)"
+                self.refusals.note_unsupported, path, "an empty file (taken once it has content)"
             )
         elif found.verdict is Verdict.candidate:
-            self.noted.discard(path)
+            self.refusals.forget(path)
             if self.tracker.observe(path, st, time.monotonic()):
                 self.tracker.forget(path)
                 self.claiming += 1
@@ -221,62 +214,6 @@ class Intake:
                     self.claiming -= 1
         else:
             self.tracker.forget(path)
-
-    def _note_unsupported(self, path: bytes, reason: str) -> None:
-        if path in self.noted:
-            return
-        self.noted.add(path)
-        shown = display_path(Path(os.fsdecode(path)))
-        log.info("left alone: %s (%s)", shown, reason)
-        self._path_event("ignored", f"left in the inbox: {reason}", shown)
-
-    def _path_event(self, kind: str, detail: str, shown: str) -> None:
-        """An event about a file not yet a job (in a thread); the log has it if the store
-        refuses it now."""
-        try:
-            with self.db.write() as session:
-                jobs.add_event(session, kind, detail, path=shown)
-        except StoreError as exc:
-            self.db.health.failed(exc)
-
-    def _quarantine(self, box: Inbox, path: bytes, rel: bytes, reason: str) -> None:
-        try:
-            self._set_aside(path, rel, reason)
-        except OSError as exc:
-            # Say so once; never let one odd entry stop a scan.
-            if path not in self.noted:
-                self.noted.add(path)
-                shown = display_path(Path(os.fsdecode(path)))
-                log.error(
-                    "%s must not be processed (%s) but cannot be moved to quarantine/ (%s); "
-                    "remove it from the inbox",
-                    shown,
-                    reason,
-                    exc.strerror or exc,
-                )
-                self._path_event("ignored", f"{reason}; cannot be quarantined", shown)
-
-    def _set_aside(self, path: bytes, rel: bytes, reason: str) -> None:
-        source = os.lstat(path)
-        if os.stat(self.settings.folder("quarantine")).st_dev != source.st_dev and not (
-            stat.S_ISREG(source.st_mode) or stat.S_ISLNK(source.st_mode)
-        ):
-            # Pipes, devices and folders cannot be copied across filesystems.
-            raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
-        dst = free_destination(self.settings.folder("quarantine"), rel)
-        shown = display_path(Path(os.fsdecode(path)))
-        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
-        write_note(
-            note,
-            f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-            f"why: {reason}\n"
-            "what to do: voxbatch never processes this. Give it a plain UTF-8 name, or copy "
-            "the real file (not a link) into the inbox.\n",
-        )
-        move(path, dst)
-        log.warning("quarantined %s: %s", shown, reason)
-        self._path_event("quarantined", f"{reason}; moved to {display_path(dst)}", shown)
-        self.outcomes["quarantined"] += 1
 
     async def _claim(self, box: Inbox, path: bytes, rel: bytes, st: os.stat_result) -> None:
         src = Path(os.fsdecode(path))
@@ -295,9 +232,9 @@ class Intake:
                 inbox=box.name,
                 output_dir=str(out_dir),
                 primary=primary,
+                rel_path=rel_text,
             )
             assert job.id is not None
-            job.rel_path = rel_text
             dst = dst_folder / work_name(job.id, src.name)
             queue.plan_move(session, job, src, dst, signature(src))
             return job.id, dst
@@ -319,12 +256,9 @@ class Intake:
 
         def settle(session: Session) -> None:
             job = session.get_one(Job, job_id)
-            if new_sha != sha:
-                primary = jobs.find_primary(session, new_sha)
-                job.duplicate_of = primary.id if primary is not None else None
-                session.flush()
-            job.content_sha256, job.size_bytes = new_sha, after.st_size
-            job.audio_seconds = seconds
+            jobs.record_claimed_file(
+                session, job, sha256=new_sha, size_bytes=after.st_size, audio_seconds=seconds
+            )
             queue.settle(job, dst)
             jobs.add_event(session, "picked_up", f"moved to {display_path(dst)}", job_id=job_id)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from voxbatch.ops.status import original_now
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs as store_jobs
 from voxbatch.store import outputs, summaries, transcripts
@@ -38,7 +39,7 @@ def job_row(job: Job, cost_usd: Decimal) -> dict[str, Any]:
         "waiting": job.wait_reason if job.state == "queued" else None,
         "not_before": job.not_before,
         "requeues": job.requeues,
-        "original_now": job.final_path or job.work_path,
+        "original_now": original_now(job),
         "created_at": job.created_at,
         "finished_at": job.finished_at,
     }

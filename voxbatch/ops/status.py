@@ -120,7 +120,10 @@ def why(session: Session, path_text: str) -> Story:
     return Story(jobs, sorted(unique.values(), key=lambda e: (e.at, e.id or 0)))
 
 
-def where_now(job: Job) -> str:
+def original_now(job: Job) -> str:
+    """Where the job's original is now: the one answer of `show` and `why`. A `process` job's
+    stays where it was given; a daemon job's is in the inbox, work/, done/ or failed/, or
+    on its way between two of them (the move is planned, and finished by the next start)."""
     if job.move_to:
         return f"moving to {job.move_to}"
     return job.final_path or job.work_path or job.source_path

@@ -14,7 +14,12 @@ from typing import Any
 from mistralai.client import Mistral
 from mistralai.client.models import ChatCompletionResponse
 
-from voxbatch.accounting.paid_calls import PaidCall, Settlement, call_with_retries
+from voxbatch.accounting.paid_calls import (
+    PaidCall,
+    Settlement,
+    call_with_retries,
+    unknown_call_cost,
+)
 from voxbatch.accounting.prices import chat_charge
 from voxbatch.config import Settings
 from voxbatch.errors import ProviderError
@@ -114,15 +119,7 @@ class ChatSummarizer:
             )
 
         def uncertain() -> Settlement:
-            input_tokens = tokens_for(mistral, prompt_chars)
-            charge = chat_charge(prices, model, input_tokens, mistral.summary_max_tokens)
-            return Settlement(
-                charge.cost_usd,
-                charge.price_basis,
-                estimated=True,
-                input_tokens=input_tokens,
-                output_tokens=mistral.summary_max_tokens,
-            )
+            return unknown_call_cost(self.settings, CallKind.chat, model, input_chars=prompt_chars)
 
         response = await call_with_retries(
             self.db,

@@ -36,11 +36,15 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
+    """The stages bound to one run. `ffmpeg` is the program found by `open`, which does the
+    start-up checks; the constructor does no I/O."""
+
     def __init__(
         self,
         settings: Settings,
         db: Database,
         *,
+        ffmpeg: str,
         transcriber: TranscriberFactory | None = None,
         reporter: Progress | None = None,
         owner: str | None = None,
@@ -50,12 +54,7 @@ class Pipeline:
         self._make_transcriber = transcriber or default_transcriber(settings)
         self._transcriber: Transcriber | None = None
         self.reporter: Progress = reporter or NoProgress()
-        self.ffmpeg = find_ffmpeg(settings.ffmpeg)
-        # A model without a price would be noticed only after paying for it: refuse now.
-        stt_charge(settings.prices, settings.mistral.transcription_model, 0)
-        if any(p.summary for p in settings.inbox):
-            chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
-            tts_charge(settings.prices, settings.mistral.tts_model, 0)
+        self.ffmpeg = ffmpeg
         self.run = RunState() if owner is None else RunState(owner=owner)
         # Called each time the server accepts a transcription session.
         self.on_connected: Callable[[], None] | None = None
@@ -67,6 +66,27 @@ class Pipeline:
             reporter=self.reporter,
             transcriber=lambda: self.transcriber,
             connected=lambda: self.on_connected,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        db: Database,
+        *,
+        transcriber: TranscriberFactory | None = None,
+        reporter: Progress | None = None,
+        owner: str | None = None,
+    ) -> Pipeline:
+        """Find ffmpeg and check that every model the run may pay for has a price (one
+        without would be noticed only after paying for it): ConfigError says what is wrong."""
+        ffmpeg = find_ffmpeg(settings.ffmpeg)
+        stt_charge(settings.prices, settings.mistral.transcription_model, 0)
+        if any(p.summary for p in settings.inbox):
+            chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
+            tts_charge(settings.prices, settings.mistral.tts_model, 0)
+        return cls(
+            settings, db, ffmpeg=ffmpeg, transcriber=transcriber, reporter=reporter, owner=owner
         )
 
     @property

@@ -47,10 +47,7 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
         # Queued and the move planned in one transaction: a crash before the move is
         # finished by the daemon's startup, and the job is never failed with its file in work/.
         job = session.get_one(Job, job_id)
-        jobs.reopen(job)
-        primary = jobs.find_primary(session, job.content_sha256)
-        if primary is not None and primary.id != job.id:
-            job.duplicate_of = primary.id
+        jobs.reopen(session, job)
         queue.requeue(session, job, reason="retry requested")
         if src != dst:
             queue.plan_move(session, job, src, dst, signature(src))

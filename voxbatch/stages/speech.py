@@ -18,7 +18,12 @@ from mistralai.client import Mistral
 from mistralai.client.models import SpeechOutputFormat, SpeechResponse
 from mistralai.client.types import UNSET
 
-from voxbatch.accounting.paid_calls import PaidCall, Settlement, call_with_retries
+from voxbatch.accounting.paid_calls import (
+    PaidCall,
+    Settlement,
+    call_with_retries,
+    unknown_call_cost,
+)
 from voxbatch.accounting.prices import tts_charge
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import ConfigError, ProviderError
@@ -115,7 +120,7 @@ async def synthesize(
         return Settlement(charge.cost_usd, charge.price_basis, characters=characters)
 
     def uncertain() -> Settlement:
-        return Settlement(charge.cost_usd, charge.price_basis, True, characters=characters)
+        return unknown_call_cost(settings, CallKind.tts, model, characters=characters)
 
     response = await call_with_retries(
         db,

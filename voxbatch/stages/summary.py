@@ -21,11 +21,12 @@ from voxbatch.errors import VoxbatchError
 from voxbatch.ingest.folders import file_mode, make_folder, results_dir_mode
 from voxbatch.prompts import summary_recipe
 from voxbatch.stages.chat import ChatSummarizer
+from voxbatch.stages.dedupe import Waiter, copy_verdict
 from voxbatch.stages.publish import atomic_write, atomic_write_bytes, output_stem
 from voxbatch.stages.speech import Voice, synthesize, voice_for
 from voxbatch.store import jobs, summaries, transcripts
 from voxbatch.store.db import Database
-from voxbatch.store.models import TERMINAL_STATES, Job, JobState, Summary, utcnow
+from voxbatch.store.models import Job, JobState, Summary, utcnow
 
 EMPTY_TRANSCRIPT = "The transcript is empty: nothing was said to summarise."
 
@@ -286,13 +287,10 @@ async def _wait_for_primary(db: Database, primary_id: int, recipe: str, poll_s: 
 
     def settled(session: Session) -> bool:
         primary = session.get_one(Job, primary_id)
-        if primary.state in TERMINAL_STATES:
-            return True
         summary = summaries.summary_for(session, primary.content_sha256, recipe)
-        if summary is not None and summary.speech_audio is not None:
-            return True
-        # Nobody is working on it (any more): this job buys what is missing.
-        return primary.lease_expires_at is None or primary.lease_expires_at < utcnow()
+        has_it = summary is not None and summary.speech_audio is not None
+        # Unless it is being worked on now, this job buys what is missing.
+        return not copy_verdict(primary, has_it=has_it, waiter=Waiter.running, now=utcnow()).wait
 
     while True:  # another process's job: there is no event to wait on, only its rows
         if await db.read_async(settled):

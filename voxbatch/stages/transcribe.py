@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +22,7 @@ from tenacity import (
     RetryCallState,
 )
 
-from voxbatch.accounting.paid_calls import Settlement, close_call, open_call
+from voxbatch.accounting.paid_calls import Settlement, close_call, open_call, unknown_call_cost
 from voxbatch.accounting.prices import stt_charge
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
@@ -42,7 +41,9 @@ from voxbatch.providers.realtime import (
     StreamResult,
 )
 from voxbatch.retries import provider_retrying
-from voxbatch.store import jobs, transcripts
+from voxbatch.stages import journal
+from voxbatch.stages.journal import FinishedTranscription
+from voxbatch.store import jobs
 from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind, Job, JobState
 from voxbatch.store.queue import renew_leases
@@ -125,10 +126,7 @@ class TranscriptionStage:
 
             def streaming(session: Session) -> None:
                 job = session.get_one(Job, job_id)
-                job.audio_seconds = info.duration_seconds
-                jobs.set_state(
-                    session, job, JobState.streaming, stage="stt", detail=_describe(info)
-                )
+                jobs.start_streaming(session, job, info.duration_seconds, _describe(info))
 
             await self.db.write_through_faults(streaming)
             self.reporter.started(path, info.duration_seconds)
@@ -178,9 +176,7 @@ class TranscriptionStage:
         prices = self.settings.prices
 
         def count_attempt(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            job.attempts += 1
-            jobs.add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job_id)
+            jobs.count_attempt(session, session.get_one(Job, job_id))
 
         call_id = await open_call(
             self.db, job_id=job_id, kind=CallKind.stt, model=model, also=count_attempt
@@ -219,20 +215,15 @@ class TranscriptionStage:
         except BaseException as exc:
             await stop_task(flusher)
             error: BaseException = exc
-            # What was sent may have been billed: the audio streamed so far, as an estimate.
-            billed = math.ceil(progress.seconds_sent)
-            charge = stt_charge(prices, model, billed)
+            # What was sent may have been billed: the audio streamed so far, as an estimate
+            # (none sent: nothing can have been billed, and nothing is estimated).
+            sent = progress.seconds_sent
+            unknown = unknown_call_cost(self.settings, CallKind.stt, model, audio_seconds=sent)
             await close_call(
                 self.db,
                 call_id,
                 _outcome(error),
-                Settlement(
-                    charge.cost_usd,
-                    charge.price_basis,
-                    estimated=billed > 0,
-                    audio_seconds=billed,
-                    request_id=progress.request_id,
-                ),
+                replace(unknown, estimated=sent > 0, request_id=progress.request_id),
                 one_line(error, 500),
                 also=lambda session: jobs.add_event(
                     session, "stream_failed", one_line(error), job_id=job_id
@@ -242,49 +233,43 @@ class TranscriptionStage:
             raise
         await stop_task(flusher)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
-
-        def record(session: Session) -> None:
-            job = session.get_one(Job, job_id)
-            job.partial_text = None
-            # Another worker may have bought the same audio meanwhile: keep the first copy,
-            # but this call was paid all the same and stays in the ledger.
-            if transcripts.transcript_for(session, job) is None:
-                transcripts.save_transcript(
-                    session,
-                    job,
-                    model=result.model or model,
-                    text=result.text,
-                    language=result.language,
-                    audio_seconds=audio.pcm_seconds(result.bytes_sent),
-                    segments=result.segments,
-                )
-            job.language = result.language
-            job.audio_seconds = audio.pcm_seconds(result.bytes_sent)
-            jobs.set_state(
-                session,
-                job,
-                JobState.transcribed,
-                stage="publish",
-                detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
-                f"{result.billed_audio_seconds} s billed",
-            )
-
-        # The server has answered and billed: the result waits here (in memory) for as long
-        # as the store refuses it, and is never bought again because the disk was full.
-        await close_call(
-            self.db,
-            call_id,
-            "ok",
-            Settlement(
+        entry = FinishedTranscription(
+            call_id=call_id,
+            job_id=job_id,
+            model=result.model or model,
+            text=result.text,
+            language=result.language,
+            audio_seconds=audio.pcm_seconds(result.bytes_sent),
+            segments=tuple(result.segments),
+            settlement=Settlement(
                 charge.cost_usd,
                 charge.price_basis,
                 estimated=not result.usage_reported,
                 audio_seconds=result.billed_audio_seconds,
                 request_id=result.request_id,
             ),
-            None,
-            also=record,
+            detail=f"{len(result.text)} characters, {len(result.segments)} segments, "
+            f"{result.billed_audio_seconds} s billed",
         )
+        # The server has answered and billed: the result waits here for as long as the store
+        # refuses it, and in the journal should voxbatch die meanwhile; it is never bought
+        # again because the disk was full.
+        home = self.settings.home
+        try:
+            journalled: Path | None = await asyncio.to_thread(journal.write_entry, home, entry)
+        except OSError as exc:  # the same full disk, say: memory alone keeps it now
+            log.warning("job %s: cannot journal its transcription (%s)", job_id, exc.strerror)
+            journalled = None
+        await close_call(
+            self.db,
+            call_id,
+            "ok",
+            entry.settlement,
+            None,
+            also=lambda session: journal.record(session, entry),
+        )
+        if journalled is not None:
+            await asyncio.to_thread(journalled.unlink, missing_ok=True)
         return result
 
     async def _counted(
@@ -313,7 +298,7 @@ class _LiveText:
                 written, text = len(self.parts), "".join(self.parts)
 
                 def save(session: Session, text: str = text) -> None:
-                    session.get_one(Job, self.job_id).partial_text = text
+                    jobs.save_partial_text(session, self.job_id, text)
 
                 with contextlib.suppress(StoreError):  # best effort: the next second tries again
                     await self.db.write_async(save)

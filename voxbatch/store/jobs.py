@@ -7,7 +7,7 @@ starts it with BEGIN IMMEDIATE), so related changes commit together or not at al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -49,8 +49,12 @@ def create_job(
     inbox: str | None,
     output_dir: str | None,
     primary: Job | None,
+    rel_path: str | None = None,
 ) -> Job:
-    """A new job; a copy of audio that `primary` bought (or is buying) is linked to it."""
+    """A new job; a copy of audio that `primary` bought (or is buying) is linked to it.
+
+    `rel_path` is where the original came from inside its inbox (daemon jobs only).
+    """
     job = Job(
         content_sha256=content_sha256,
         source_path=source_path,
@@ -58,6 +62,7 @@ def create_job(
         size_bytes=size_bytes,
         inbox=inbox,
         output_dir=output_dir,
+        rel_path=rel_path,
         duplicate_of=primary.id if primary is not None else None,
         state=JobState.queued,
     )
@@ -130,17 +135,122 @@ def fail(
     set_state(session, job, state, detail=message)
 
 
+def mark_failed(session: Session, job: Job, error: BaseException, *, hint: str = "") -> None:
+    """A running job ends failed: its worker lets go of it, nothing is waited on any more."""
+    release(job)
+    job.wait_reason = job.partial_text = None
+    fail_job(session, job, error, hint=hint)
+
+
 def release(job: Job) -> None:
     """No worker holds the job any more."""
     job.lease_owner = job.lease_expires_at = None
 
 
-def reopen(job: Job) -> None:
-    """A failed job taken up again (`voxbatch retry`): its end and its rounds are forgotten."""
+def lease(session: Session, job: Job, owner: str, seconds: float) -> None:
+    """`owner` holds the job for `seconds` (renewed by its heartbeat)."""
+    job.lease_owner = owner
+    job.lease_expires_at = utcnow() + timedelta(seconds=seconds)
+    session.add(job)
+
+
+def reopen(session: Session, job: Job) -> None:
+    """A failed job taken up again (`voxbatch retry`): its end and its rounds are forgotten,
+    and it becomes a copy when another job has bought (or is buying) its audio meanwhile."""
     job.final_path = None
     job.requeues = 0
     job.error_class = job.error_message = None
     job.finished_at = None
+    primary = find_primary(session, job.content_sha256)
+    if primary is not None and primary.id != job.id:
+        job.duplicate_of = primary.id
+    session.add(job)
+
+
+def defer(session: Session, job: Job, delay_s: float) -> None:
+    """A queued job is not looked at again for `delay_s`."""
+    job.not_before = utcnow() + timedelta(seconds=delay_s)
+    session.add(job)
+
+
+def hold(session: Session, job: Job, reason: str, *, stage: str | None = None) -> bool:
+    """A queued job waits for `reason` (`status` and `why` show it); its history says so once
+    per distinct reason. `stage` names what holds it (the budget). True if the reason is new."""
+    new = job.wait_reason != reason
+    if new:
+        add_event(session, "waiting", reason, job_id=job.id)
+    if stage is not None:
+        job.stage = stage
+    job.wait_reason = reason
+    session.add(job)
+    return new
+
+
+def end_hold(session: Session, job: Job, stage: str) -> None:
+    """What `stage` held the job for is over (the job may still wait for something else)."""
+    if job.stage == stage:
+        job.stage = None
+        session.add(job)
+
+
+def copy_of(session: Session, job: Job, primary: Job) -> None:
+    """The job is a copy of the audio `primary` bought or is buying."""
+    job.duplicate_of = primary.id
+    session.add(job)
+
+
+def promote(session: Session, job: Job) -> None:
+    """A copy whose primary will not buy the transcript: this job buys it."""
+    if job.duplicate_of is not None:
+        add_event(
+            session,
+            "promoted",
+            f"job {job.duplicate_of} did not buy the transcript; this copy will",
+            job_id=job.id,
+        )
+    job.duplicate_of = None
+    session.add(job)
+
+
+def record_claimed_file(
+    session: Session, job: Job, *, sha256: str, size_bytes: int, audio_seconds: float | None
+) -> None:
+    """What the intake holds in work/ now (written to while hashed: a new hash, maybe a copy)."""
+    if sha256 != job.content_sha256:
+        primary = find_primary(session, sha256)
+        job.duplicate_of = primary.id if primary is not None else None
+        session.flush()
+    job.content_sha256, job.size_bytes = sha256, size_bytes
+    job.audio_seconds = audio_seconds
+    session.add(job)
+
+
+def start_streaming(session: Session, job: Job, audio_seconds: float | None, detail: str) -> None:
+    """Probed (`audio_seconds` is the file's declared length): its audio goes out now."""
+    job.audio_seconds = audio_seconds
+    set_state(session, job, JobState.streaming, stage="stt", detail=detail)
+
+
+def count_attempt(session: Session, job: Job) -> int:
+    """One more transcription attempt; its number."""
+    job.attempts += 1
+    add_event(session, "stream_started", f"attempt {job.attempts}", job_id=job.id)
+    return job.attempts
+
+
+def save_partial_text(session: Session, job_id: int, text: str) -> None:
+    """The text received so far while streaming, for `tail --follow`."""
+    session.get_one(Job, job_id).partial_text = text
+
+
+def mark_transcribed(
+    session: Session, job: Job, *, language: str | None, audio_seconds: float, detail: str
+) -> None:
+    """The transcript is saved: the job goes on to publish its outputs."""
+    job.partial_text = None
+    job.language = language
+    job.audio_seconds = audio_seconds
+    set_state(session, job, JobState.transcribed, stage="publish", detail=detail)
 
 
 def events_for(session: Session, job_id: int) -> list[Event]:
@@ -195,6 +305,7 @@ def list_jobs(
 
 def link_to_primary(session: Session, job: Job, primary: Job) -> None:
     """A copy of audio already bought: its transcript is shared, nothing is paid."""
+    job.duplicate_of = primary.id
     job.language = primary.language
     job.audio_seconds = primary.audio_seconds
     set_state(

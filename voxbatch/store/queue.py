@@ -58,8 +58,7 @@ def claim_next(
         for job in candidates:
             if admit is not None and admit(session, job) is not None:
                 continue
-            job.lease_owner = owner
-            job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            jobs.lease(session, job, owner, lease_seconds)
             job.wait_reason = None
             jobs.set_state(session, job, JobState.claimed, detail=f"by {owner}")
             return job.id
