@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_outputs import doc
+from tests.helpers.documents import doc
 from voxbatch.config import InboxProfile, Settings, load_settings
 from voxbatch.errors import ConfigError
 from voxbatch.ingest.folders import prepare, write_note

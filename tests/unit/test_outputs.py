@@ -9,26 +9,9 @@ from pathlib import Path
 
 import pysubs2
 
-from voxbatch.documents import TimedText, TranscriptDocument
+from tests.helpers.documents import doc
+from voxbatch.documents import TimedText
 from voxbatch.stages.publish import render, write_outputs
-
-
-def doc(job_id: int = 1, name: str = "talk.mp3") -> TranscriptDocument:
-    return TranscriptDocument(
-        job_id=job_id,
-        source_name=name,
-        content_sha256="ab" * 32,
-        text=" hello world again",
-        language="en",
-        model="voxtral-mini-transcribe-realtime-2602",
-        duration_seconds=4.0,
-        cost_usd=Decimal("0.0004"),
-        segments=(
-            TimedText(0.5, 1.25, " hello world"),
-            TimedText(None, None, " again"),
-            TimedText(2.0, 3.5, ' <b>&</b> "quoted"', speaker="1"),
-        ),
-    )
 
 
 def test_srt_and_vtt_parse_back_with_rising_times() -> None:

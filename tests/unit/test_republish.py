@@ -25,7 +25,9 @@ FORMATS = ("txt", "srt", "vtt", "json")
 
 def _process(settings: Settings, out: Path, *files: Path, text: str = "hello") -> list[FileOutcome]:
     with open_database(settings.db_path) as db:
-        run = ProcessRun(Pipeline(settings, db, transcriber=lambda: FakeTranscriber(text=text)))
+        run = ProcessRun(
+            Pipeline.open(settings, db, transcriber=lambda: FakeTranscriber(text=text))
+        )
         return asyncio.run(run.process_paths(list(files), profile=settings.inbox[0], out_dir=out))
 
 

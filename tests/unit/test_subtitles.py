@@ -154,7 +154,7 @@ def test_the_inbox_profile_shapes_what_is_published(isolated_env: Path, tmp_path
     clip.write_bytes(wav_bytes(3.0))
     fake = FakeTranscriber(text="hello from the fake transcriber")
     with open_database(settings.db_path) as db:
-        run = ProcessRun(Pipeline(settings, db, transcriber=lambda: fake))
+        run = ProcessRun(Pipeline.open(settings, db, transcriber=lambda: fake))
         [done] = asyncio.run(run.process_paths([clip], profile=profile, out_dir=tmp_path / "out"))
     subs = pysubs2.SSAFile.from_string(done.outputs[0].read_text())
     assert [e.plaintext for e in subs] == ["hello from", "the fake", "transcriber"]
