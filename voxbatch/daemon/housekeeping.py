@@ -19,6 +19,7 @@ from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
 from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import StoreError
+from voxbatch.stages.sessions import SessionLimit
 from voxbatch.store import queue, workers
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState, utcnow
@@ -40,6 +41,7 @@ class Housekeeping:
         keys: KeyPause,
         owner: str,
         tick_s: float,
+        sessions: SessionLimit | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -49,6 +51,7 @@ class Housekeeping:
         self.keys = keys
         self.owner = owner
         self.tick_s = tick_s
+        self.sessions = sessions
 
     async def recover(self) -> None:
         try:
@@ -109,6 +112,8 @@ class Housekeeping:
             return "paused", self.keys.auth_pause_message()
         if self.breaker.is_open:
             return "circuit_open", self.breaker.describe()
+        if self.sessions is not None and self.sessions.limited:
+            return "limited", self.sessions.describe()
         return "ok", ""
 
     async def status_line(self) -> str:

@@ -112,6 +112,7 @@ class Daemon:
             keys=self.keys,
             owner=owner,
             tick_s=self.tick_s,
+            sessions=pipeline.stt.sessions,
         )
 
     @classmethod
