@@ -103,7 +103,31 @@ class Housekeeping:
                                  writes=True)  # fmt: skip
             if self.keys.paused and due("key", 5.0):
                 await self.keys.check_key()
+            if due("database file", 2.0) and await self.database_gone():
+                return
             await asyncio.sleep(min(1.0, self.tick_s * 4))
+
+    async def database_gone(self) -> bool:
+        """The database file deleted or replaced under us: stop at once (exit code 3).
+
+        Nothing more is written and nothing moved: running jobs are cancelled where they are,
+        their originals stay in work/, the inboxes' files stay in the inboxes.
+        """
+        problem = await asyncio.to_thread(self.db.file_problem)
+        if problem is None:
+            return False
+        message = (
+            f"{problem} while voxbatch was running; stopping now (what it wrote since is "
+            "lost; the originals stay where they are: restore the database and start again)"
+        )
+        log.error("%s", message)
+        self.db.lose(problem)
+        self.state.fatal = message
+        self.state.stop.set()
+        self.state.wake.set()
+        for task in list(self.state.running.values()):
+            task.cancel()
+        return True
 
     def provider_state(self) -> tuple[str, str]:
         if self.db.health.fault is not None:

@@ -48,6 +48,10 @@ from voxbatch.store.models import Job, JobState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The exit code of a daemon whose environment broke under it (the database file deleted):
+# the one `run` gives when it cannot start (SPEC: 3, config or environment error).
+EXIT_ENVIRONMENT = 3
+
 
 class Daemon:
     """The daemon's lifecycle over its parts; built by `open` (its constructor does no I/O)."""
@@ -240,6 +244,8 @@ class Daemon:
         outcomes = self.state.outcomes
         summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
+        if self.state.fatal is not None:
+            return EXIT_ENVIRONMENT
         if self.once:
             await self.db.run(self._report_left_queued)
         if not self.once:

@@ -23,6 +23,8 @@ class DaemonState:
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
     draining: bool = False
+    # Why the daemon stops on its own (its environment broke under it): exit code 3.
+    fatal: str | None = None
 
     def wake_up(self) -> None:
         self.wake.set()
