@@ -202,6 +202,9 @@ class Daemon:
                      writes=True)  # fmt: skip
         for item in await self._notifying(db.run(recovery.reconcile_moves, db, writes=True)):
             log.info("job %s: %s", item.job_id, item.action)
+        orphans = recovery.set_aside_orphans
+        for src, dst in await db.run(orphans, db, self.settings):
+            log.warning("%s: no job knows this claimed original; set aside in %s", src, dst)
         await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         folders = [b.root for b in self.boxes]
