@@ -29,7 +29,7 @@ class Clock:
 
 
 def test_a_refusal_lowers_the_limit_to_the_sessions_held_by_others() -> None:
-    limit = SessionLimit(4, clock=Clock())
+    limit = SessionLimit(lambda: 4, clock=Clock())
     limit.held = 4  # the refused holder and three others
     limit.refused()
     assert limit.limit == 3
@@ -40,7 +40,7 @@ def test_a_refusal_lowers_the_limit_to_the_sessions_held_by_others() -> None:
 
 
 def test_the_limit_never_drops_below_one() -> None:
-    limit = SessionLimit(4, clock=Clock())
+    limit = SessionLimit(lambda: 4, clock=Clock())
     limit.held = 1
     for _ in range(3):
         limit.refused()
@@ -49,7 +49,7 @@ def test_the_limit_never_drops_below_one() -> None:
 
 def test_the_limit_rises_by_one_per_quiet_period_up_to_the_ceiling() -> None:
     clock = Clock()
-    limit = SessionLimit(4, quiet_s=60, clock=clock)
+    limit = SessionLimit(lambda: 4, quiet_s=60, clock=clock)
     limit.held = 2
     limit.refused()
     assert limit.limit == 1
@@ -69,8 +69,21 @@ def test_the_limit_rises_by_one_per_quiet_period_up_to_the_ceiling() -> None:
     assert not limit.limited
 
 
+def test_the_ceiling_is_read_at_each_use() -> None:
+    clock = Clock()
+    concurrency = [4]
+    limit = SessionLimit(lambda: concurrency[0], quiet_s=60, clock=clock)
+    concurrency[0] = 6  # a reload raised it
+    assert limit.limit == 6
+    limit.held = 3
+    limit.refused()
+    assert limit.limit == 2
+    concurrency[0] = 1  # and lowered it below the limit
+    assert limit.limit == 1 and not limit.limited
+
+
 def test_a_refused_holder_waits_at_least_retry_after_and_backs_off_within_bounds() -> None:
-    limit = SessionLimit(2, backoff_s=1.0, max_backoff_s=8.0, clock=Clock())
+    limit = SessionLimit(lambda: 2, backoff_s=1.0, max_backoff_s=8.0, clock=Clock())
     limit.held = 1
     assert limit.refused(retry_after=5.0) >= 5.0
     waits = [limit.refused() for _ in range(10)]
@@ -79,7 +92,7 @@ def test_a_refused_holder_waits_at_least_retry_after_and_backs_off_within_bounds
 
 def test_slots_wait_for_room_and_are_held_until_the_session_is_closed() -> None:
     async def scenario() -> list[str]:
-        limit = SessionLimit(1)
+        limit = SessionLimit(lambda: 1)
         seen: list[str] = []
         progress = StreamProgress()
         closed = asyncio.Event()
@@ -192,7 +205,7 @@ def test_status_says_the_limit_and_why(tmp_path: Path) -> None:
     from voxbatch.daemon.breaker import Breaker
     from voxbatch.daemon.housekeeping import Housekeeping
 
-    limit = SessionLimit(4, clock=Clock())
+    limit = SessionLimit(lambda: 4, clock=Clock())
     fake: Any = SimpleNamespace(health=SimpleNamespace(fault=None), paused=False)
     chores = Housekeeping(
         Settings(home=tmp_path), fake, state=fake, notifier=fake, breaker=Breaker(5, 30), keys=fake,

@@ -48,10 +48,6 @@ from voxbatch.store.models import Job, JobState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# The exit code of a daemon whose environment broke under it (the database file deleted):
-# the one `run` gives when it cannot start (SPEC: 3, config or environment error).
-EXIT_ENVIRONMENT = 3
-
 
 class Daemon:
     """The daemon's lifecycle over its parts; built by `open` (its constructor does no I/O)."""
@@ -244,11 +240,11 @@ class Daemon:
                     await task
             with contextlib.suppress(StoreError):  # a dead daemon's row is forgotten at start
                 await self.db.run(workers.forget_worker, self.db, self.owner, writes=True)
+        if self.state.fatal is not None:
+            return self.state.FATAL_EXIT  # its reason was logged when it was found
         outcomes = self.state.outcomes
         summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")
-        if self.state.fatal is not None:
-            return EXIT_ENVIRONMENT
         if self.once:
             await self.db.run(self._report_left_queued)
         if not self.once:

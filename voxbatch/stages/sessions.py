@@ -27,41 +27,53 @@ CLOSE_GRACE_S = 3.0
 
 
 class SessionLimit:
-    """How many sessions may be open at once now: `ceiling`, or less after refusals."""
+    """How many sessions may be open at once now: the ceiling, or less after refusals.
+
+    `ceiling` is read at each use (`daemon.concurrency` may change on a reload).
+    """
 
     def __init__(
         self,
-        ceiling: int,
+        ceiling: Callable[[], int],
         *,
         quiet_s: float = QUIET_S,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ceiling = ceiling
+        self._ceiling = ceiling
         self.quiet_s = quiet_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.clock = clock
-        self._limit = ceiling
-        self._changed_at: float | None = None
+        self._limit: int | None = None  # None: not lowered, the ceiling
+        self._changed_at = 0.0
         self.held = 0  # slots taken: sessions connecting or open
         self.refusals = 0  # in a row, since a session was last accepted
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
+    def ceiling(self) -> int:
+        return self._ceiling()
+
+    @property
     def limit(self) -> int:
         """The limit now: one more than before for every quiet period since the last change."""
-        if self._limit < self.ceiling and self._changed_at is not None:
-            now = self.clock()
-            if now - self._changed_at >= self.quiet_s:
-                self._limit += 1
-                self._changed_at = now
-                log.info(
-                    "session limit raised to %d of %d after %g s without a refusal",
-                    self._limit, self.ceiling, self.quiet_s,
-                )  # fmt: skip
-                self._wake()
+        ceiling = self.ceiling
+        if self._limit is None:
+            return ceiling
+        now = self.clock()
+        if now - self._changed_at >= self.quiet_s:
+            self._limit += 1
+            self._changed_at = now
+            log.info(
+                "session limit raised to %d of %d after %g s without a refusal",
+                min(self._limit, ceiling), ceiling, self.quiet_s,
+            )  # fmt: skip
+            self._wake()
+        if self._limit >= ceiling:
+            self._limit = None
+            return ceiling
         return self._limit
 
     @property
@@ -78,9 +90,10 @@ class SessionLimit:
         """A session asked for by a slot holder was refused for the limit: lower the limit;
         the seconds the refused holder waits (then for a free slot) before asking again."""
         others = self.held - 1
-        lowered = max(1, min(self._limit - 1, others))
+        before = self.limit
+        lowered = max(1, min(before - 1, others))
         self._changed_at = self.clock()
-        if lowered < self._limit:
+        if lowered < before:
             self._limit = lowered
             log.warning("%s", self.describe())
         self.refusals += 1

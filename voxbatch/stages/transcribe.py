@@ -102,7 +102,7 @@ class TranscriptionStage:
         self._transcriber = transcriber
         self._connected = connected
         # Shared by every job of the run (the daemon's dispatch reads it too).
-        self.sessions = SessionLimit(settings.daemon.concurrency)
+        self.sessions = SessionLimit(lambda: self.settings.daemon.concurrency)
 
     @property
     def transcriber(self) -> Transcriber:
