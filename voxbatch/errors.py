@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     provider = "ProviderError"
     auth = "AuthError"
     stream_incomplete = "StreamIncompleteError"
+    session_limit = "SessionLimitError"
     answer_timeout = "AnswerTimeoutError"
     job_not_found = "JobNotFoundError"
     cancelled = "CancelledError"
@@ -163,6 +164,16 @@ class AuthError(ProviderError):
     """The key was refused (401/403): no retry until the key changes."""
 
     code: ClassVar[ErrorCode] = ErrorCode.auth
+
+
+class SessionLimitError(ProviderError):
+    """The provider refused a new session because too many are open (429 at the upgrade).
+
+    Nothing was sent, so nothing was billed: the job waits for a session to end and asks
+    again (`stages.sessions`), spending no retry attempt; it never fails a file.
+    """
+
+    code: ClassVar[ErrorCode] = ErrorCode.session_limit
 
 
 class StreamIncompleteError(ProviderError):

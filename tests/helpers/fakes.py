@@ -38,15 +38,19 @@ class FakeTranscriber:
             progress.request_id = request_id
             if progress.on_connected is not None:
                 progress.on_connected()
-        sent = 0
-        async for chunk in audio:
-            sent += len(chunk)
-            if progress is not None:
-                progress.bytes_sent = sent
-        if on_delta is not None:
-            on_delta(self.text)
-        if self.before_answer is not None:
-            self.before_answer()
+        try:
+            sent = 0
+            async for chunk in audio:
+                sent += len(chunk)
+                if progress is not None:
+                    progress.bytes_sent = sent
+            if on_delta is not None:
+                on_delta(self.text)
+            if self.before_answer is not None:
+                self.before_answer()
+        finally:  # as the real one, it says when its session is closed
+            if progress is not None and progress.on_closed is not None:
+                progress.on_closed()
         seconds = pcm_seconds(sent)
         return StreamResult(
             text=self.text,

@@ -96,7 +96,9 @@ class Dispatcher:
             return False
         if self.db.health.fault is not None:
             return False  # a claim is a write: wait until the store takes writes again
-        limit = self.settings.daemon.concurrency if self.key_verified else 1
+        # The provider may allow fewer sessions than configured: claim no more than it takes.
+        sessions = self.pipeline.stt.sessions.limit
+        limit = min(self.settings.daemon.concurrency, sessions) if self.key_verified else 1
         if len(self.state.running) >= limit:
             return False
         return self.breaker.allow()

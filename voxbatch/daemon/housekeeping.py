@@ -20,6 +20,7 @@ from voxbatch.daemon.notify import Notifier
 from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import StoreError
 from voxbatch.stages import journal
+from voxbatch.stages.sessions import SessionLimit
 from voxbatch.store import queue, workers
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState, utcnow
@@ -41,6 +42,7 @@ class Housekeeping:
         keys: KeyPause,
         owner: str,
         tick_s: float,
+        sessions: SessionLimit | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -52,6 +54,7 @@ class Housekeeping:
         self.tick_s = tick_s
         # Replayed once, at the first recovery: later, its entries are this daemon's own.
         self._journal_replayed = False
+        self.sessions = sessions
 
     async def recover(self) -> None:
         """Dead workers' jobs back to the queue (or to review); first, at start, the
@@ -115,7 +118,31 @@ class Housekeeping:
                                  writes=True)  # fmt: skip
             if self.keys.paused and due("key", 5.0):
                 await self.keys.check_key()
+            if due("database file", 2.0) and await self.database_gone():
+                return
             await asyncio.sleep(min(1.0, self.tick_s * 4))
+
+    async def database_gone(self) -> bool:
+        """The database file deleted or replaced under us: stop at once (exit code 3).
+
+        Nothing more is written and nothing moved: running jobs are cancelled where they are,
+        their originals stay in work/, the inboxes' files stay in the inboxes.
+        """
+        problem = await asyncio.to_thread(self.db.file_problem)
+        if problem is None:
+            return False
+        message = (
+            f"{problem} while voxbatch was running; stopping now (what it wrote since is "
+            "lost; the originals stay where they are: restore the database and start again)"
+        )
+        log.error("%s", message)
+        self.db.lose(problem)
+        self.state.fatal = message
+        self.state.stop.set()
+        self.state.wake.set()
+        for task in list(self.state.running.values()):
+            task.cancel()
+        return True
 
     def provider_state(self) -> tuple[str, str]:
         if self.db.health.fault is not None:
@@ -124,6 +151,8 @@ class Housekeeping:
             return "paused", self.keys.auth_pause_message()
         if self.breaker.is_open:
             return "circuit_open", self.breaker.describe()
+        if self.sessions is not None and self.sessions.limited:
+            return "limited", self.sessions.describe()
         return "ok", ""
 
     async def status_line(self) -> str:

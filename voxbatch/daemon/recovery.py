@@ -96,6 +96,47 @@ def reconcile_moves(db: Database) -> list[Reconciled]:
     return done
 
 
+def set_aside_orphans(db: Database, settings: Settings) -> list[tuple[Path, Path]]:
+    """Originals in work/ that no job knows (the database was deleted, or restored from an
+    older backup) go to quarantine/ with a note: a new job's claim would otherwise take the
+    same name in work/ and replace them. Hidden names (a copy's temporary file) stay.
+
+    Call it after `reconcile_moves`; returns (from, to) for each file set aside.
+    """
+    work = settings.folder("work")
+    try:
+        names = sorted(e.name for e in os.scandir(work) if e.is_file(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+    names = [n for n in names if not n.startswith(".")]
+    if not names:
+        return []
+    with db.read() as session:
+        known = {
+            os.path.abspath(p)
+            for pair in session.exec(select(Job.work_path, Job.move_to)).all()
+            for p in pair
+            if p is not None
+        }
+    moved: list[tuple[Path, Path]] = []
+    for name in names:
+        src = work / name
+        if os.path.abspath(src) in known:
+            continue
+        dst = free_destination(settings.folder("quarantine"), name)
+        write_note(
+            dst.with_name(dst.name + ".error.txt"),
+            f"file: {src}\nset aside: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+            "why: it was in work/ (claimed for a job), but no job of the database knows it: "
+            "the database was deleted or restored from an older backup.\n"
+            "what to do: move it back into an inbox (under its real name, if you know it) "
+            "to process it again.\n",
+        )
+        move(src, dst)
+        moved.append((src, dst))
+    return moved
+
+
 def _content_is(path: Path, sha: str) -> bool:
     digest = hashlib.sha256()
     try:

@@ -129,6 +129,7 @@ class Daemon:
             keys=self.keys,
             owner=owner,
             tick_s=self.tick_s,
+            sessions=pipeline.stt.sessions,
         )
 
     @classmethod
@@ -220,6 +221,9 @@ class Daemon:
                      writes=True)  # fmt: skip
         for item in await self._notifying(db.run(recovery.reconcile_moves, db, writes=True)):
             log.info("job %s: %s", item.job_id, item.action)
+        orphans = recovery.set_aside_orphans
+        for src, dst in await db.run(orphans, db, self.settings):
+            log.warning("%s: no job knows this claimed original; set aside in %s", src, dst)
         await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         await self._arm_watcher()
@@ -253,6 +257,8 @@ class Daemon:
                     await task
             with contextlib.suppress(StoreError):  # a dead daemon's row is forgotten at start
                 await self.db.run(workers.forget_worker, self.db, self.owner, writes=True)
+        if self.state.fatal is not None:
+            return self.state.FATAL_EXIT  # its reason was logged when it was found
         outcomes = self.state.outcomes
         summary = ", ".join(f"{n} {state}" for state, n in sorted(outcomes.items()))
         log.info("voxbatch stopped: %s", summary or "no jobs finished")

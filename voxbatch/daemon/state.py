@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -23,6 +24,10 @@ class DaemonState:
     running: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
     draining: bool = False
+    # Why the daemon stops on its own (its environment broke under it, e.g. the database
+    # file was deleted): `run` then exits with FATAL_EXIT, SPEC's config/environment error.
+    fatal: str | None = None
+    FATAL_EXIT: ClassVar[int] = 3
 
     def wake_up(self) -> None:
         self.wake.set()

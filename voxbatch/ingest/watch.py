@@ -3,6 +3,10 @@
 `watchfiles` raises on a file name that is not UTF-8 and drops events on queue overflow, so
 the watcher runs under a supervisor that restarts it with backoff and asks for a rescan
 after every restart; the periodic rescan covers whatever is lost in between.
+
+An inbox removed (or replaced) under the watcher silences it for that folder: each wake of the
+watcher (an event, or a second without one) checks every inbox's identity, and re-arms the
+watch on the folder that is there now, or, while one is gone, on the others until it is back.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import watchfiles
 
 log = logging.getLogger(__name__)
+
+# (st_dev, st_ino) of a folder, None while it is missing.
+Identity = tuple[int, int] | None
 
 # Filesystems whose changes made on other hosts never reach inotify.
 REMOTE_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs", "afs")
@@ -80,8 +88,9 @@ class Supervisor:
         delay = 0.5
         while not stop.is_set():
             try:
-                await self._watch(stop)
-                return
+                if not await self._watch(stop):
+                    return
+                continue  # an inbox went, came back or was replaced: re-arm at once
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any watcher failure: restart it, never give up
@@ -100,9 +109,20 @@ class Supervisor:
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _watch(self, stop: asyncio.Event) -> None:
+    async def _watch(self, stop: asyncio.Event) -> bool:
+        """Watch until `stop` (False) or until an inbox's identity changed (True: re-arm)."""
+        armed = {folder: _identity(folder) for folder in self.folders}
+        present = [folder for folder, ident in armed.items() if ident is not None]
+        if not present:  # nothing to watch: look again each second
+            self.started.set()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if self._changed(armed):
+                    return True
+            return False
         watcher = watchfiles.awatch(
-            *self.folders,
+            *present,
             stop_event=stop,
             force_polling=self.polling,
             poll_delay_ms=self.poll_delay_ms,
@@ -122,3 +142,36 @@ class Supervisor:
             first = False
             for _change, path in changes:
                 self.hint(os.fsencode(path))
+            if self._changed(armed):
+                return True
+        return False
+
+    def _changed(self, armed: dict[Path, Identity]) -> bool:
+        """Has an inbox gone, come back or been replaced since the watch was armed? Says so
+        in the log once, and asks for a rescan (files may have arrived meanwhile)."""
+        changed = False
+        for folder, was in armed.items():
+            now = _identity(folder)
+            if now == was:
+                continue
+            changed = True
+            if now is None:
+                log.warning(
+                    "the inbox %s is gone; waiting for it to come back (watching the rest)", folder
+                )
+                continue
+            with contextlib.suppress(OSError):  # as start-up makes it (ingest.folders.prepare)
+                (folder / ".incoming").mkdir(mode=0o700, exist_ok=True)
+            what = "is there again" if was is None else "was replaced by a new folder"
+            log.warning("the inbox %s %s; watching it again", folder, what)
+        if changed:
+            self.rescan()
+        return changed
+
+
+def _identity(folder: Path) -> Identity:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None

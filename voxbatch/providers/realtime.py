@@ -34,6 +34,7 @@ from voxbatch.errors import (
     RETRYABLE_STATUS,
     AuthError,
     ProviderError,
+    SessionLimitError,
     StreamIncompleteError,
     VoxbatchError,
     one_line,
@@ -61,6 +62,8 @@ class StreamProgress:
 
     bytes_sent: int = 0
     request_id: str | None = None
+    # Told once the connection is closed (the server has seen the close, or it was dropped).
+    on_closed: Callable[[], None] | None = None
     # Told once the server accepted the session (so the key and model are good).
     on_connected: Callable[[], None] | None = None
     # Told how far into the audio the server has transcribed (each segment's end, seconds):
@@ -111,6 +114,15 @@ def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
             f"Mistral refused the API key (HTTP {status})",
             status=status,
             hint="check MISTRAL_API_KEY (or the key file / systemd credential) and try again",
+        )
+    if status == 429:
+        # What the service answers for too many open sessions (and for the organisation's
+        # rate limit): the caller's session limit handles it, not its retry attempts.
+        return SessionLimitError(
+            "Mistral refused the connection (HTTP 429): too many sessions",
+            status=status,
+            retry_after=retry_after,
+            retryable=True,
         )
     if status is not None:
         return ProviderError(
@@ -235,10 +247,15 @@ class RealtimeTranscriber:
                 # was a window in which a crash lost a finished transcription, bought again.
                 _closing.add(task := asyncio.create_task(_close(connection, polite=True)))
                 task.add_done_callback(_closing.discard)
+                if progress.on_closed is not None:
+                    closed = progress.on_closed
+                    task.add_done_callback(lambda _task: closed())
             else:
                 # After a failure the server may be stalled: drop the connection rather than
                 # wait for a closing handshake that may never come.
                 await _close(connection, polite=False)
+                if progress.on_closed is not None:
+                    progress.on_closed()
             for task in (sender, receiver):
                 task.cancel()
             for task in (sender, receiver):

@@ -28,6 +28,7 @@ from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
     AuthError,
     ProviderError,
+    SessionLimitError,
     StoreError,
     StreamIncompleteError,
     VoxbatchError,
@@ -43,6 +44,7 @@ from voxbatch.providers.realtime import (
 from voxbatch.retries import provider_retrying
 from voxbatch.stages import journal
 from voxbatch.stages.journal import FinishedTranscription
+from voxbatch.stages.sessions import SessionLimit, SessionSlot
 from voxbatch.store import jobs
 from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind, Job, JobState
@@ -100,6 +102,8 @@ class TranscriptionStage:
         self.reporter = reporter
         self._transcriber = transcriber
         self._connected = connected
+        # Shared by every job of the run (the daemon's dispatch reads it too).
+        self.sessions = SessionLimit(lambda: self.settings.daemon.concurrency)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -166,11 +170,32 @@ class TranscriptionStage:
             with attempt:
                 if self._run.auth_error is not None:
                     raise self._run.auth_error
-                return await self._attempt(job_id, path, profile, duration)
+                return await self._attempt_in_slot(job_id, path, profile, duration)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _attempt(
+    async def _attempt_in_slot(
         self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    ) -> StreamResult:
+        """One attempt under the session limit. A session refused for the provider's limit
+        (nothing sent, nothing billed) is asked for again once the limit allows, without
+        spending the attempt: a 429 never fails a file."""
+        while True:
+            async with self.sessions.slot() as slot:
+                try:
+                    return await self._attempt(job_id, path, profile, duration, slot=slot)
+                except SessionLimitError as exc:
+                    wait = self.sessions.refused(exc.retry_after)
+                    log.info("job %s: %s; asking again in %.1f s", job_id, exc, wait)
+            await asyncio.sleep(wait)
+
+    async def _attempt(
+        self,
+        job_id: int,
+        path: Path,
+        profile: InboxProfile,
+        duration: float | None,
+        *,
+        slot: SessionSlot | None = None,
     ) -> StreamResult:
         model = self.settings.mistral.transcription_model
         prices = self.settings.prices
@@ -204,6 +229,8 @@ class TranscriptionStage:
                 timeout_s=_conversion_timeout(duration),
             ),
         )
+        if slot is not None:
+            slot.watch(progress)  # the slot is held until the session is closed
         try:
             result = await self.transcriber.transcribe(
                 pcm,

@@ -138,6 +138,10 @@ class Database:
         self._read_engine = engine.execution_options(**{_BEGIN_OPTION: _READ})
         self.health = StoreHealth()
         self._pool: ThreadPoolExecutor | None = None
+        # The SQLite file's (st_dev, st_ino) when opened: one deleted or replaced under a
+        # running process takes every later write to an unlinked inode, lost at exit.
+        self.file_id: tuple[int, int] | None = None
+        self.lost: StoreError | None = None
 
     @property
     def url(self) -> str:
@@ -178,8 +182,30 @@ class Database:
 
     # --- the one door for async code ----------------------------------------------------------
 
+    def file_problem(self) -> str | None:
+        """Whether the SQLite file opened is still the one at its path (a stat; call it off
+        the event loop): None, or what happened to it."""
+        if self.path is None or self.file_id is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the database {self.path} was deleted"
+        except OSError:
+            return None  # unreadable for now: the store's own errors say why
+        if (st.st_dev, st.st_ino) != self.file_id:
+            return f"the database {self.path} was replaced"
+        return None
+
+    def lose(self, reason: str) -> None:
+        """Refuse every later use: nothing more is written to a file nobody will read, and no
+        new connection makes an empty database at the path."""
+        self.lost = StoreError(reason, fault=StoreFault.io_error)
+
     async def run(self, fn: Callable[..., T], /, *args: Any, writes: bool = False, **kw: Any) -> T:
         """`fn(*args, **kw)` in a store thread. With `writes`, its outcome updates `health`."""
+        if self.lost is not None:
+            raise self.lost
         if self._pool is None:
             self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="voxbatch-store")
         loop = asyncio.get_running_loop()
@@ -270,6 +296,8 @@ def open_database(
     try:
         _check_journal_mode(db)
         _migrate(db)
+        st = os.stat(path)
+        db.file_id = (st.st_dev, st.st_ino)
     except BaseException:
         db.close()
         raise
