@@ -185,7 +185,7 @@ def test_process_shares_the_limit_and_a_429_never_fails_a_file(
         clips.append(clip)
     provider = FewSessions(allowed=2)
     with open_database(settings.db_path) as db:
-        pipeline = Pipeline(settings, db, transcriber=lambda: provider)
+        pipeline = Pipeline.open(settings, db, transcriber=lambda: provider)
         outcomes = asyncio.run(
             ProcessRun(pipeline).process_paths(
                 clips, profile=settings.inbox[0], out_dir=isolated_env / "out"
