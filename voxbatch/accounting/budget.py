@@ -51,7 +51,8 @@ def estimate_job_cost(
 
     Assumptions, all on the generous side so that caps hold:
     - transcription bills whole seconds: ceil(audio_seconds) × the per-minute price / 60;
-      an unknown length counts as ASSUMED_AUDIO_SECONDS (one hour);
+      an unknown length counts as ASSUMED_AUDIO_SECONDS (one hour) for the caps, but is
+      never recorded as the job's estimate (see `admit`);
     - with `summary = true`, the transcript has TRANSCRIPT_CHARS_PER_SECOND characters per
       second of audio (fast speech is ~15), read at 4 characters per token, cut into parts
       as `summarize.part_chars` does, each part answered with the full `summary_max_tokens`
@@ -276,6 +277,8 @@ def admit(
         session.add(job)
     if not estimate:
         return None  # nothing left to buy (a copy, or a job resumed after its last stage)
+    if audio_seconds is None:
+        return None  # a length never known has no estimate: the cap check assumed an hour
     record_estimate(
         session,
         job.id,

@@ -121,7 +121,7 @@ class TranscriptionStage:
                 jobs.set_state(session, job, JobState.converting, stage="probe")
 
             await self.db.write_through_faults(converting)
-            info = await audio.probe(path, ffmpeg=self.ffmpeg)
+            info = await audio.probe_length(path, ffmpeg=self.ffmpeg)
 
             def streaming(session: Session) -> None:
                 job = session.get_one(Job, job_id)
