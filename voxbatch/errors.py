@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     inbox = "InboxError"
     abandoned = "Abandoned"
     duplicate_of_failed = "DuplicateOfFailed"
+    spend_cap = "SpendCapError"
 
 
 # Failures that depend only on the file's bytes: a copy of the same audio fails the same way.
@@ -116,6 +117,18 @@ class ConversionError(VoxbatchError):
     """ffmpeg failed or timed out while converting a file that probed fine."""
 
     code: ClassVar[ErrorCode] = ErrorCode.conversion
+
+
+class SpendCapError(VoxbatchError):
+    """A stream ran past its job's estimate and going on would cross a spend cap: it stopped,
+    and the job waits for the budget (it does not fail). Its audio is at least
+    `expected_seconds` long."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.spend_cap
+
+    def __init__(self, message: str, *, expected_seconds: float) -> None:
+        super().__init__(message, hint="raise the cap, or wait for the period to turn")
+        self.expected_seconds = expected_seconds
 
 
 class ProviderError(VoxbatchError):

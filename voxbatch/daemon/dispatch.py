@@ -20,7 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from voxbatch.accounting import budget
 from voxbatch.config import Settings
-from voxbatch.daemon.admission import Admission
+from voxbatch.daemon.admission import BUDGET_RECHECK_S, Admission
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.filing import Filing
 from voxbatch.daemon.keypause import KeyPause
@@ -28,6 +28,7 @@ from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import (
     AnswerTimeoutError,
     AuthError,
+    SpendCapError,
     StoreError,
     VoxbatchError,
     internal_error,
@@ -226,6 +227,9 @@ class Dispatcher:
             reason = f"waiting: {one_line(exc)}"
             await self.db.write_through_faults(_requeuer(job_id, reason))
             return
+        if isinstance(exc, SpendCapError):  # waits for the budget, like a job held at a cap
+            await self.db.write_through_faults(_holder(job_id, exc))
+            return
         if not isinstance(exc, VoxbatchError):
             log.error("job %s: unexpected error", job_id, exc_info=exc)
             exc = internal_error(exc)
@@ -260,3 +264,14 @@ def _requeuer(job_id: int, reason: str) -> Callable[[Session], None]:
         queue.requeue(session, session.get_one(Job, job_id), reason=reason)
 
     return requeue
+
+
+def _holder(job_id: int, exc: SpendCapError) -> Callable[[Session], None]:
+    def hold(session: Session) -> None:
+        job = session.get_one(Job, job_id)
+        budget.hold_past_estimate(
+            session, job, exc.message, expected_seconds=exc.expected_seconds,
+            recheck_s=BUDGET_RECHECK_S,
+        )  # fmt: skip
+
+    return hold

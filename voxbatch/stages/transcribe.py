@@ -29,6 +29,7 @@ from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
     AuthError,
     ProviderError,
+    SpendCapError,
     StoreError,
     StreamIncompleteError,
     VoxbatchError,
@@ -42,6 +43,7 @@ from voxbatch.providers.realtime import (
     StreamResult,
 )
 from voxbatch.retries import provider_retrying
+from voxbatch.stages.overrun import OverrunGuard
 from voxbatch.store import jobs, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind, Job, JobState
@@ -198,9 +200,11 @@ class TranscriptionStage:
             on_heard=functools.partial(self.reporter.transcribed, path),
         )
         live = _LiveText(self.db, job_id)
+        guard = await OverrunGuard.start(self.db, self.settings, profile, job_id, call_id)
         flusher = asyncio.create_task(live.run())
         pcm = self._counted(
             path,
+            guard,
             audio.stream_pcm(
                 path,
                 ffmpeg=self.ffmpeg,
@@ -288,10 +292,11 @@ class TranscriptionStage:
         return result
 
     async def _counted(
-        self, path: Path, chunks: AsyncGenerator[bytes, None]
+        self, path: Path, guard: OverrunGuard, chunks: AsyncGenerator[bytes, None]
     ) -> AsyncGenerator[bytes, None]:
         async with contextlib.aclosing(chunks):  # closing us closes ffmpeg's reader too
             async for chunk in chunks:
+                await guard.before_send(audio.pcm_seconds(len(chunk)))
                 self.reporter.advanced(path, audio.pcm_seconds(len(chunk)))
                 yield chunk
 
@@ -355,8 +360,8 @@ def _outcome(exc: BaseException) -> str:
         if exc.status is None:
             return "provider_error"
         return f"http_{exc.status}" if 100 <= exc.status < 600 else f"error_{exc.status}"
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-        return "cancelled"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SpendCapError):
+        return "cancelled"  # stopped by us: charged (estimated) for the audio sent
     if isinstance(exc, VoxbatchError):
         return type(exc).__name__
     return "error"

@@ -217,3 +217,23 @@ def mark_done(session: Session, job: Job, written: Sequence[Path]) -> None:
         stage="done",
         detail="wrote " + ", ".join(p.name for p in written) if written else "no outputs",
     )
+
+
+def hold_past_estimate(
+    session: Session,
+    job: Job,
+    reason: str,
+    *,
+    stage: str,
+    audio_seconds: float,
+    not_before: datetime,
+) -> None:
+    """A stream stopped because its audio ran past the estimate and would cross a spend cap:
+    back to the queue, waiting at `stage` with why, its length now at least `audio_seconds`."""
+    job.lease_owner = job.lease_expires_at = None
+    job.partial_text = None
+    job.audio_seconds = audio_seconds
+    job.not_before = not_before
+    job.wait_reason = reason
+    set_state(session, job, JobState.queued, stage=stage, detail=reason)
+    add_event(session, "waiting", reason, job_id=job.id)
