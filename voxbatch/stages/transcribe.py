@@ -43,6 +43,7 @@ from voxbatch.providers.realtime import (
     StreamResult,
 )
 from voxbatch.retries import provider_retrying
+from voxbatch.stages.changed import claimed_file_change
 from voxbatch.stages.overrun import OverrunGuard
 from voxbatch.store import jobs, transcripts
 from voxbatch.store.db import Database
@@ -117,6 +118,7 @@ class TranscriptionStage:
         """
         heartbeat = asyncio.create_task(self.heartbeat(job_id))
         try:
+            await self.raise_if_changed(job_id, path)
 
             def converting(session: Session) -> None:
                 job = session.get_one(Job, job_id)
@@ -140,6 +142,12 @@ class TranscriptionStage:
             raise
         finally:
             await stop_task(heartbeat)
+
+    async def raise_if_changed(self, job_id: int, path: Path) -> None:
+        """FileChangedError when the daemon's claimed original changed since its claim."""
+        changed = await claimed_file_change(self.db, job_id, path, ffmpeg=self.ffmpeg)
+        if changed is not None:
+            raise changed
 
     async def heartbeat(self, job_id: int) -> None:
         lease = self.settings.daemon.lease_seconds
@@ -243,12 +251,18 @@ class TranscriptionStage:
                 ),
                 stopping=error,
             )
+            if isinstance(exc, VoxbatchError):  # a file that grew mid-read looks damaged
+                await self.raise_if_changed(job_id, path)
             raise
         await stop_task(flusher)
+        # Read while it changed, the transcript is of no file that exists: paid, not kept.
+        changed = await claimed_file_change(self.db, job_id, path, ffmpeg=self.ffmpeg)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
 
         def record(session: Session) -> None:
             job = session.get_one(Job, job_id)
+            if changed is not None:
+                return
             job.partial_text = None
             # Another worker may have bought the same audio meanwhile: keep the first copy,
             # but this call was paid all the same and stays in the ledger.
@@ -289,6 +303,8 @@ class TranscriptionStage:
             None,
             also=record,
         )
+        if changed is not None:
+            raise changed
         return result
 
     async def _counted(
