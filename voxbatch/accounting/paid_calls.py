@@ -208,7 +208,9 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
             chars = ASSUMED_SUMMARY_CHARS
             charge = tts_charge(settings.prices, call.model, chars)
         else:
-            seconds = math.ceil(job.audio_seconds or 0)
+            # The whole file, or what the stream was last seen to have sent if that is more
+            # (a file whose header lied: see stages/overrun.py).
+            seconds = math.ceil(max(job.audio_seconds or 0, call.audio_seconds or 0))
             charge = stt_charge(settings.prices, call.model, seconds)
         calls.finish_call(
             session, call.id, outcome="abandoned", cost_usd=charge.cost_usd,
