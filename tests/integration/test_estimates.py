@@ -97,7 +97,7 @@ def test_a_lying_mp3_is_estimated_from_its_real_length(
     assert not info.duration_estimated  # and ffmpeg believes it
     found = cli_for(emulator).json("process", "--dry-run", str(clip))
     settings = Settings.model_validate({"home": str(isolated_env)})
-    row = found["files"][0] if isinstance(found, dict) else found[0]
+    [row] = found["files"]
     assert float(row["audio_seconds"]) == pytest.approx(REAL_S, abs=0.5)
     assert Decimal(str(row["estimated_usd"])) == budget.estimate_job_cost(
         settings, InboxProfile(), row["audio_seconds"]

@@ -251,8 +251,8 @@ class TranscriptionStage:
                 ),
                 stopping=error,
             )
-            if isinstance(exc, VoxbatchError):  # a file that grew mid-read looks damaged
-                await self.raise_if_changed(job_id, path)
+            if isinstance(exc, VoxbatchError) and not isinstance(exc, AuthError):
+                await self.raise_if_changed(job_id, path)  # a file that grew looks damaged
             raise
         await stop_task(flusher)
         # Read while it changed, the transcript is of no file that exists: paid, not kept.
