@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     inbox = "InboxError"
     abandoned = "Abandoned"
     duplicate_of_failed = "DuplicateOfFailed"
+    spend_cap = "SpendCapError"
+    file_changed = "FileChangedError"
 
 
 # Failures that depend only on the file's bytes: a copy of the same audio fails the same way.
@@ -134,6 +136,32 @@ class ConversionError(VoxbatchError):
     """ffmpeg failed or timed out while converting a file that probed fine."""
 
     code: ClassVar[ErrorCode] = ErrorCode.conversion
+
+
+class SpendCapError(VoxbatchError):
+    """A stream ran past its job's estimate and going on would cross a spend cap: it stopped,
+    and the job waits for the budget (it does not fail). Its audio is at least
+    `expected_seconds` long."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.spend_cap
+
+    def __init__(self, message: str, *, expected_seconds: float) -> None:
+        super().__init__(message, hint="raise the cap, or wait for the period to turn")
+        self.expected_seconds = expected_seconds
+
+
+class FileChangedError(VoxbatchError):
+    """The claimed original changed after its claim (an upload that paused, then went on):
+    what was read of it is not the file. The job goes back to the queue for the whole file,
+    now `size_bytes` long with this `sha256` (and `audio_seconds`, when it could be measured)."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.file_changed
+
+    def __init__(
+        self, message: str, *, sha256: str, size_bytes: int, audio_seconds: float | None
+    ) -> None:
+        super().__init__(message)
+        self.sha256, self.size_bytes, self.audio_seconds = sha256, size_bytes, audio_seconds
 
 
 class ProviderError(VoxbatchError):

@@ -191,3 +191,24 @@ def wav_bytes(seconds: float, *, tag: int = 0, freq: float = 440.0) -> bytes:
         w.setframerate(rate)
         w.writeframes(samples.tobytes())
     return out.getvalue()
+
+
+def lying_mp3(path: Path, *, real_seconds: float, claimed_seconds: float) -> Path:
+    """An mp3 whose Xing/Info header claims `claimed_seconds` over `real_seconds` of frames.
+
+    LAME writes an Info frame first (frame count, byte count); rewriting its frame count makes
+    ffmpeg report the claimed length without "estimating from bitrate", as a file cut and
+    re-joined by a careless tool does. 16 kHz MPEG-2 Layer III: 576 samples a frame.
+    """
+    import struct
+
+    tone_bursts(path, real_seconds, extra_args=("-b:a", "32k", "-id3v2_version", "0"))
+    data = bytearray(path.read_bytes())
+    at = max(data.find(b"Info", 0, 200), data.find(b"Xing", 0, 200))
+    assert at > 0, "no Xing/Info frame: is this ffmpeg built with LAME?"
+    (flags,) = struct.unpack(">I", data[at + 4 : at + 8])
+    assert flags & 3 == 3, "the Info frame should hold the frame and byte counts"
+    data[at + 8 : at + 12] = struct.pack(">I", round(claimed_seconds * 16_000 / 576))
+    data[at + 12 : at + 16] = struct.pack(">I", len(data))  # the size matches: no "concatenated"
+    path.write_bytes(bytes(data))
+    return path

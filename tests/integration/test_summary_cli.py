@@ -22,7 +22,7 @@ from tests.helpers.summary import (
 from voxbatch.accounting import budget
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.emulator import Emulator
-from voxbatch.media.audio import probe
+from voxbatch.media.audio import probe, probe_length
 from voxbatch.media.ffmpeg import find_ffmpeg
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs, search
@@ -138,7 +138,8 @@ def test_process_dry_run_estimates_and_calls_nothing(
     settings = Settings.model_validate({"home": str(isolated_env)})
     expected = []
     for row, clip in zip(report["files"], samples[:3], strict=False):
-        seconds = asyncio.run(probe(clip, ffmpeg=find_ffmpeg())).duration_seconds
+        # The length measured from the packets, not the header's claim (they may differ).
+        seconds = asyncio.run(probe_length(clip, ffmpeg=find_ffmpeg())).duration_seconds
         estimate = budget.estimate_job_cost(settings, InboxProfile(), seconds)
         assert (row["audio_seconds"], Decimal(row["estimated_usd"])) == (seconds, estimate)
         expected.append(estimate)

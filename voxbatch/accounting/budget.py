@@ -3,8 +3,9 @@
 Periods are UTC calendar days and months (a daily cap resets at 00:00 UTC, a monthly one on
 the 1st at 00:00 UTC). Spend is summed from the api_call rows (estimated ones included). A new
 job's estimate is checked against each cap together with what running jobs are still expected
-to spend, so a cap is overshot by at most what the jobs already running spend beyond their
-estimates. At a cap jobs wait — they never fail — and are checked again on every pass.
+to spend; a stream that runs past its estimate checks again as it goes (stages/overrun.py), so
+a cap is overshot by at most what a tenth of each running job's estimated audio plus one
+message cost. At a cap jobs wait — they never fail — and are checked again on every pass.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def estimate_job_cost(
 
     Assumptions, all on the generous side so that caps hold:
     - transcription bills whole seconds: ceil(audio_seconds) × the per-minute price / 60;
-      an unknown length counts as ASSUMED_AUDIO_SECONDS (one hour);
+      an unknown length counts as ASSUMED_AUDIO_SECONDS (one hour) for the caps, but is
+      never recorded as the job's estimate (see `admit`);
     - with `summary = true`, the transcript has TRANSCRIPT_CHARS_PER_SECOND characters per
       second of audio (fast speech is ~15), read at 4 characters per token, cut into parts
       as `summarize.part_chars` does, each part answered with the full `summary_max_tokens`
@@ -155,10 +157,13 @@ def _outstanding(session: Session, inbox: str | None) -> Decimal:
     )
     if inbox is not None:
         query = query.where(Job.inbox == inbox)
-    estimates = {e.job_id: e.estimated_usd for e in session.exec(query).all()}
+    rows = session.exec(query).all()
+    estimates = {e.job_id: e.estimated_usd for e in rows}
     if not estimates:
         return Decimal(0)
-    paid = calls.costs_by_job(session, list(estimates))
+    # Only what was spent since the estimate was made pays it off (a job estimated again after
+    # a stopped stream must buy the whole transcript again).
+    paid = calls.costs_since(session, {e.job_id: e.created_at for e in rows})
     return sum((max(Decimal(0), est - paid[job]) for job, est in estimates.items()), Decimal(0))
 
 
@@ -270,6 +275,8 @@ def admit(
     jobs.end_hold(session, job, BUDGET_WAIT_STAGE)
     if not estimate:
         return None  # nothing left to buy (a copy, or a job resumed after its last stage)
+    if audio_seconds is None:
+        return None  # a length never known has no estimate: the cap check assumed an hour
     record_estimate(
         session,
         job.id,
@@ -278,6 +285,58 @@ def admit(
         basis=f"prices effective {settings.prices.effective.isoformat()}",
     )
     return None
+
+
+def overrun_reason(
+    session: Session,
+    settings: Settings,
+    profile: InboxProfile,
+    job_id: int,
+    *,
+    sent_seconds: float,
+    expected_seconds: float,
+    now: datetime,
+) -> str | None:
+    """Why a stream that ran past its estimate must stop before `expected_seconds` of audio;
+    None when the job's cost at that length still fits under every cap.
+
+    The job already counts against the caps at the larger of its estimate and what it spent
+    since (its open call's provisional charge included): only the growth is checked.
+    """
+    recorded = calls.estimate_for(session, job_id)
+    if recorded is None:
+        return None
+    paid = calls.costs_since(session, {job_id: recorded.created_at})[job_id]
+    counted = max(recorded.estimated_usd, paid)
+    growth = estimate_job_cost(settings, profile, expected_seconds) - counted
+    if growth <= 0:
+        return None
+    found = wait_reason(session, settings, profile, growth, now)
+    if found is None:
+        return None
+    estimated = recorded.audio_seconds or 0
+    return (
+        f"its audio runs past the {estimated:.0f} s it was estimated at (stopped after "
+        f"{sent_seconds:.0f} s; {usd(growth)} more would be needed to go on): {found[0]}"
+    )
+
+
+def hold_past_estimate(
+    session: Session, job: Job, reason: str, *, expected_seconds: float, recheck_s: float
+) -> None:
+    """The job whose stream stopped at a cap waits for the budget; its estimate is dropped,
+    to be made again for its new length when it is let start again."""
+    assert job.id is not None
+    calls.drop_estimate(session, job.id)
+    until = datetime.now(UTC) + timedelta(seconds=recheck_s)
+    jobs.hold_past_estimate(
+        session,
+        job,
+        reason,
+        stage=BUDGET_WAIT_STAGE,
+        audio_seconds=max(expected_seconds, job.audio_seconds or 0),
+        not_before=until,
+    )
 
 
 def budget_summary(session: Session, settings: Settings, now: datetime) -> dict[str, object]:

@@ -235,9 +235,21 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
             transcript = transcripts.transcript_for(session, job)
             read = len(transcript.text) if transcript else 0
         cost = unknown_call_cost(
-            settings, call.kind, call.model, audio_seconds=job.audio_seconds, input_chars=read
+            settings,
+            call.kind,
+            call.model,
+            audio_seconds=_seen_seconds(job.audio_seconds, call.audio_seconds),
+            input_chars=read,
         )
         settle_call(
             session, call.id, "abandoned", cost, "its worker stopped before the call finished"
         )
     return found
+
+
+def _seen_seconds(job_seconds: float | None, sent_seconds: float | None) -> float | None:
+    """The whole file, or what the stream was last seen to have sent if that is more (a file
+    whose header lied: see stages/overrun.py)."""
+    if job_seconds is None and sent_seconds is None:
+        return None
+    return max(job_seconds or 0, sent_seconds or 0)

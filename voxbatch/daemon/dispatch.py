@@ -20,7 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from voxbatch.accounting import budget
 from voxbatch.config import Settings
-from voxbatch.daemon.admission import Admission
+from voxbatch.daemon.admission import BUDGET_RECHECK_S, Admission
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.filing import Filing
 from voxbatch.daemon.keypause import KeyPause
@@ -28,6 +28,8 @@ from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import (
     AnswerTimeoutError,
     AuthError,
+    FileChangedError,
+    SpendCapError,
     StoreError,
     VoxbatchError,
     internal_error,
@@ -37,7 +39,7 @@ from voxbatch.errors import (
 from voxbatch.ingest.folders import Inbox, crash_point, find_inbox
 from voxbatch.stages.job import run_job
 from voxbatch.stages.pipeline import Pipeline
-from voxbatch.store import queue, transcripts
+from voxbatch.store import calls, jobs, queue, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState, utcnow
 
@@ -228,6 +230,13 @@ class Dispatcher:
             reason = f"waiting: {one_line(exc)}"
             await self.db.write_through_faults(_requeuer(job_id, reason))
             return
+        if isinstance(exc, SpendCapError):  # waits for the budget, like a job held at a cap
+            await self.db.write_through_faults(_holder(job_id, exc))
+            return
+        if isinstance(exc, FileChangedError):  # the whole file again, once it has settled
+            settle_s = self.settings.daemon.stable_seconds
+            await self.db.write_through_faults(_changed(job_id, exc, settle_s))
+            return
         if not isinstance(exc, VoxbatchError):
             log.error("job %s: unexpected error", job_id, exc_info=exc)
             exc = internal_error(exc)
@@ -262,3 +271,26 @@ def _requeuer(job_id: int, reason: str) -> Callable[[Session], None]:
         queue.requeue(session, session.get_one(Job, job_id), reason=reason)
 
     return requeue
+
+
+def _holder(job_id: int, exc: SpendCapError) -> Callable[[Session], None]:
+    def hold(session: Session) -> None:
+        job = session.get_one(Job, job_id)
+        budget.hold_past_estimate(
+            session, job, exc.message, expected_seconds=exc.expected_seconds,
+            recheck_s=BUDGET_RECHECK_S,
+        )  # fmt: skip
+
+    return hold
+
+
+def _changed(job_id: int, exc: FileChangedError, settle_s: float) -> Callable[[Session], None]:
+    def again(session: Session) -> None:
+        job = session.get_one(Job, job_id)
+        calls.drop_estimate(session, job_id)  # estimated again for the whole file
+        jobs.requeue_changed(
+            session, job, exc.message, sha256=exc.sha256, size_bytes=exc.size_bytes,
+            audio_seconds=exc.audio_seconds, not_before=utcnow() + timedelta(seconds=settle_s),
+        )  # fmt: skip
+
+    return again

@@ -252,7 +252,7 @@ class Intake:
         # Written to while we hashed it: what counts is what we now hold.
         changed = signature_of(after) != signature_of(st)
         new_sha = await audio.file_sha256(dst) if changed else sha
-        seconds = await self._length(dst) if self._caps_set(box) else None
+        seconds = await self._length(dst)
 
         def settle(session: Session) -> None:
             job = session.get_one(Job, job_id)
@@ -266,20 +266,11 @@ class Intake:
         log.info("claimed %s as job %s", display_path(src), job_id)
         self._wake()
 
-    def _caps_set(self, box: Inbox) -> bool:
-        caps = self.settings.budget
-        profile = box.profile
-        return bool(
-            caps.daily_usd
-            or caps.monthly_usd
-            or profile.budget_daily_usd
-            or profile.budget_monthly_usd
-        )
-
     async def _length(self, path: Path) -> float | None:
-        """The audio's length for the cost estimate (the job fails later if it is not audio)."""
+        """The audio's length for the cost estimate, measured (a header can lie); None when it
+        cannot be known (the job fails later if it is not audio)."""
         try:
-            return (await audio.probe(path, ffmpeg=self.ffmpeg)).duration_seconds
+            return (await audio.probe_length(path, ffmpeg=self.ffmpeg)).duration_seconds
         except VoxbatchError:
             return None
 

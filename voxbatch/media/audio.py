@@ -22,7 +22,7 @@ import os
 import re
 import stat
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voxbatch.errors import ConversionError, InputError, NotAudioError
@@ -31,6 +31,7 @@ from voxbatch.media.ffmpeg import (
     StderrCapture,
     check_regular_file,
     input_url,
+    packet_args,
     pcm_args,
     split_level,
 )
@@ -41,6 +42,7 @@ PCM_SAMPLE_RATE = 16_000
 PCM_BYTES_PER_SECOND = PCM_SAMPLE_RATE * 2  # s16le mono
 MAX_CHUNK_BYTES = 262_144
 PROBE_DECODE_SECONDS = 0.5  # probing decodes this much to prove the audio is readable
+MEASURE_TIMEOUT_S = 300.0  # reading packets runs at thousands x real time: ~1 s an hour
 DUMP_BYTES = 256 * 1024  # stderr kept from the start: the input dump, however much metadata
 
 _INPUT_LINE = re.compile(r"^Input #0, (?P<format>.+?), from '<input>':$")
@@ -66,6 +68,8 @@ class AudioInfo:
     channels: int | None
     has_video: bool
     duration_estimated: bool = False  # ffmpeg guessed the length from the bitrate
+    # What the header claimed, when `duration_seconds` was measured from the packets instead.
+    declared_seconds: float | None = None
 
     @property
     def trusted_duration(self) -> float | None:
@@ -186,6 +190,43 @@ async def probe(path: Path, *, ffmpeg: str, timeout_s: float = 60) -> AudioInfo:
     if decoded == 0:
         raise NotAudioError("the audio stream holds no decodable sound")
     return info
+
+
+async def probe_length(path: Path, *, ffmpeg: str) -> AudioInfo:
+    """`probe`, with the length measured from the audio's packets when they can be read.
+
+    A header's length can lie: an mp3's Xing frame count, a guess from the bitrate. Reading the
+    packets to the end (no decoding) costs about a second an hour and says how long the audio
+    that will be streamed is; the header's claim stays in `declared_seconds`.
+    """
+    info = await probe(path, ffmpeg=ffmpeg)
+    measured = await measure_seconds(path, ffmpeg=ffmpeg)
+    if measured is None:
+        return info
+    return replace(info, duration_seconds=measured, declared_seconds=info.duration_seconds)
+
+
+async def measure_seconds(
+    path: Path, *, ffmpeg: str, timeout_s: float = MEASURE_TIMEOUT_S
+) -> float | None:
+    """The first audio stream's length from its packets' timestamps, read to the end without
+    decoding; None when ffmpeg cannot tell (it failed, found no packet, or timed out)."""
+    stderr = StderrCapture(tail_bytes=4096)
+    last: int | None = None
+    async with FfmpegProcess(packet_args(ffmpeg, path), stderr=stderr, stdout_limit=65_536) as proc:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while line := await proc.stdout.readline():
+                    key, _, value = line.decode(errors="replace").strip().partition("=")
+                    if key == "out_time_us" and value.isdigit():
+                        last = int(value)
+                code = await proc.finish()
+        except TimeoutError:
+            log.warning("measuring %s took over %g s; its header is used", path.name, timeout_s)
+            return None
+    if code != 0 or not last:
+        return None
+    return last / 1_000_000
 
 
 def _timeout_error(doing: str, timeout_s: float) -> ConversionError:

@@ -131,6 +131,17 @@ def pcm_args(ffmpeg: str, path: Path, *, sample_rate: int, max_seconds: float | 
     return [compiled[0], *globals_, *compiled[1:]]
 
 
+def packet_args(ffmpeg: str, path: Path) -> list[str]:
+    """Argument list reading the first audio stream's packets to the end without decoding them
+    (`-c copy` into the null muxer), its progress (`out_time_us=`) on stdout."""
+    out = ffmpeg_args.output(
+        _input_node()["a:0"], "pipe:1", f="null", acodec="copy", vn=None, sn=None, dn=None
+    )
+    compiled = [input_url(path) if arg == _URL_SLOT else arg for arg in out.compile(cmd=ffmpeg)]
+    globals_ = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+error"]
+    return [compiled[0], *globals_, "-progress", "pipe:1", *compiled[1:]]
+
+
 def split_level(line: str) -> tuple[str | None, str]:
     """(level, message) of one stderr line; level None for an untagged continuation line."""
     m = _TAGGED.match(line)

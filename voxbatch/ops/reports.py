@@ -199,8 +199,16 @@ def costs_report(
 
 
 def estimate_comparison(session: Session, *, since: datetime | None = None) -> dict[str, Any]:
-    """Pre-job estimates against what the same jobs cost (finished jobs only)."""
-    query = select(CostEstimate, Job).join(Job, col(Job.id) == col(CostEstimate.job_id))
+    """Pre-job estimates against what the same jobs cost (finished jobs only).
+
+    An estimate made without the audio's length (older versions assumed an hour) says
+    nothing about estimating: it is left out.
+    """
+    query = (
+        select(CostEstimate, Job)
+        .join(Job, col(Job.id) == col(CostEstimate.job_id))
+        .where(col(CostEstimate.audio_seconds).is_not(None))
+    )
     if since:
         query = query.where(col(CostEstimate.created_at) >= since)
     pairs = [(e, j) for e, j in session.exec(query).all() if j.state in TERMINAL_STATES]

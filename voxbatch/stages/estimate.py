@@ -10,7 +10,7 @@ from pathlib import Path
 from voxbatch.accounting.budget import estimate_job_cost
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import VoxbatchError, one_line
-from voxbatch.media.audio import probe
+from voxbatch.media.audio import probe_length
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ async def estimate_files(
     found = []
     for path in paths:
         try:
-            info = await probe(path, ffmpeg=ffmpeg)
+            info = await probe_length(path, ffmpeg=ffmpeg)
         except VoxbatchError as exc:
             found.append(FileEstimate(path, None, None, one_line(exc)))
             continue

@@ -35,6 +35,8 @@ async def run_job(
     heartbeat = asyncio.create_task(pipeline.stt.heartbeat(job_id))
     try:
         written = await pipeline.db.run(pipeline.write_results, job_id, profile, out_dir)
-        return written + await pipeline.summarize(job_id, profile, out_dir, written)
+        written += await pipeline.summarize(job_id, profile, out_dir, written)
+        await pipeline.stt.raise_if_changed(job_id, path)  # not done while the file grows
+        return written
     finally:
         await stop_task(heartbeat)

@@ -29,6 +29,7 @@ from voxbatch.errors import (
     AuthError,
     ProviderError,
     SessionLimitError,
+    SpendCapError,
     StoreError,
     StreamIncompleteError,
     VoxbatchError,
@@ -43,7 +44,9 @@ from voxbatch.providers.realtime import (
 )
 from voxbatch.retries import provider_retrying
 from voxbatch.stages import journal
+from voxbatch.stages.changed import claimed_file_change
 from voxbatch.stages.journal import FinishedTranscription
+from voxbatch.stages.overrun import OverrunGuard
 from voxbatch.stages.sessions import SessionLimit, SessionSlot
 from voxbatch.store import jobs
 from voxbatch.store.db import Database
@@ -120,13 +123,14 @@ class TranscriptionStage:
         """
         heartbeat = asyncio.create_task(self.heartbeat(job_id))
         try:
+            await self.raise_if_changed(job_id, path)
 
             def converting(session: Session) -> None:
                 job = session.get_one(Job, job_id)
                 jobs.set_state(session, job, JobState.converting, stage="probe")
 
             await self.db.write_through_faults(converting)
-            info = await audio.probe(path, ffmpeg=self.ffmpeg)
+            info = await audio.probe_length(path, ffmpeg=self.ffmpeg)
 
             def streaming(session: Session) -> None:
                 job = session.get_one(Job, job_id)
@@ -140,6 +144,12 @@ class TranscriptionStage:
             raise
         finally:
             await stop_task(heartbeat)
+
+    async def raise_if_changed(self, job_id: int, path: Path) -> None:
+        """FileChangedError when the daemon's claimed original changed since its claim."""
+        changed = await claimed_file_change(self.db, job_id, path, ffmpeg=self.ffmpeg)
+        if changed is not None:
+            raise changed
 
     async def heartbeat(self, job_id: int) -> None:
         lease = self.settings.daemon.lease_seconds
@@ -219,9 +229,11 @@ class TranscriptionStage:
             on_heard=functools.partial(self.reporter.transcribed, path),
         )
         live = _LiveText(self.db, job_id)
+        guard = await OverrunGuard.start(self.db, self.settings, profile, job_id, call_id)
         flusher = asyncio.create_task(live.run())
         pcm = self._counted(
             path,
+            guard,
             audio.stream_pcm(
                 path,
                 ffmpeg=self.ffmpeg,
@@ -257,8 +269,12 @@ class TranscriptionStage:
                 ),
                 stopping=error,
             )
+            if isinstance(exc, VoxbatchError) and not isinstance(exc, AuthError):
+                await self.raise_if_changed(job_id, path)  # a file that grew looks damaged
             raise
         await stop_task(flusher)
+        # Read while it changed, the transcript is of no file that exists: paid, not kept.
+        changed = await claimed_file_change(self.db, job_id, path, ffmpeg=self.ffmpeg)
         charge = stt_charge(prices, model, result.billed_audio_seconds)
         entry = FinishedTranscription(
             call_id=call_id,
@@ -281,6 +297,9 @@ class TranscriptionStage:
         # The server has answered and billed: the result waits here for as long as the store
         # refuses it, and in the journal should voxbatch die meanwhile; it is never bought
         # again because the disk was full.
+        if changed is not None:
+            await close_call(self.db, call_id, "ok", entry.settlement, None)
+            raise changed
         home = self.settings.home
         try:
             journalled: Path | None = await asyncio.to_thread(journal.write_entry, home, entry)
@@ -300,10 +319,11 @@ class TranscriptionStage:
         return result
 
     async def _counted(
-        self, path: Path, chunks: AsyncGenerator[bytes, None]
+        self, path: Path, guard: OverrunGuard, chunks: AsyncGenerator[bytes, None]
     ) -> AsyncGenerator[bytes, None]:
         async with contextlib.aclosing(chunks):  # closing us closes ffmpeg's reader too
             async for chunk in chunks:
+                await guard.before_send(audio.pcm_seconds(len(chunk)))
                 self.reporter.advanced(path, audio.pcm_seconds(len(chunk)))
                 yield chunk
 
@@ -367,8 +387,8 @@ def _outcome(exc: BaseException) -> str:
         if exc.status is None:
             return "provider_error"
         return f"http_{exc.status}" if 100 <= exc.status < 600 else f"error_{exc.status}"
-    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-        return "cancelled"
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SpendCapError):
+        return "cancelled"  # stopped by us: charged (estimated) for the audio sent
     if isinstance(exc, VoxbatchError):
         return type(exc).__name__
     return "error"

@@ -107,3 +107,37 @@ def record_estimate(
 
 def estimate_for(session: Session, job_id: int) -> CostEstimate | None:
     return session.get(CostEstimate, job_id)
+
+
+def provisional_cost(
+    session: Session, call_id: int, cost_usd: Decimal, *, audio_seconds: float
+) -> None:
+    """What an open call has spent so far (estimated), so that the caps count it while it runs;
+    its outcome stays `started` and closing it overwrites this."""
+    call = session.get_one(ApiCall, call_id)
+    call.cost_usd = cost_usd
+    call.estimated = True
+    call.audio_seconds = audio_seconds
+    session.add(call)
+
+
+def drop_estimate(session: Session, job_id: int) -> None:
+    """Forget the job's estimate: it proved wrong, and the job is estimated again when it is
+    let start again."""
+    estimate = session.get(CostEstimate, job_id)
+    if estimate is not None:
+        session.delete(estimate)
+
+
+def costs_since(session: Session, since_by_job: dict[int, datetime]) -> dict[int, Decimal]:
+    """What each job's calls started at or after its own time cost (for estimates made anew)."""
+    totals = {job_id: Decimal(0) for job_id in since_by_job}
+    rows = session.exec(
+        select(col(ApiCall.job_id), col(ApiCall.cost_usd), col(ApiCall.started_at)).where(
+            col(ApiCall.job_id).in_(list(since_by_job))
+        )
+    ).all()
+    for job_id, cost, started in rows:
+        if job_id is not None and cost is not None and started >= since_by_job[job_id]:
+            totals[job_id] += cost
+    return totals

@@ -332,3 +332,49 @@ def mark_done(session: Session, job: Job, written: Sequence[Path]) -> None:
         stage="done",
         detail="wrote " + ", ".join(p.name for p in written) if written else "no outputs",
     )
+
+
+def hold_past_estimate(
+    session: Session,
+    job: Job,
+    reason: str,
+    *,
+    stage: str,
+    audio_seconds: float,
+    not_before: datetime,
+) -> None:
+    """A stream stopped because its audio ran past the estimate and would cross a spend cap:
+    back to the queue, waiting at `stage` with why, its length now at least `audio_seconds`."""
+    job.lease_owner = job.lease_expires_at = None
+    job.partial_text = None
+    job.audio_seconds = audio_seconds
+    job.not_before = not_before
+    job.wait_reason = reason
+    set_state(session, job, JobState.queued, stage=stage, detail=reason)
+    add_event(session, "waiting", reason, job_id=job.id)
+
+
+def requeue_changed(
+    session: Session,
+    job: Job,
+    reason: str,
+    *,
+    sha256: str,
+    size_bytes: int,
+    audio_seconds: float | None,
+    not_before: datetime,
+) -> None:
+    """The claimed original changed after its claim: the job is its new content now, queued
+    again (after `not_before`, once the file may be stable), a copy if that audio is known."""
+    primary = find_primary(session, sha256)
+    job.duplicate_of = primary.id if primary is not None and primary.id != job.id else None
+    job.content_sha256, job.size_bytes = sha256, size_bytes
+    job.audio_seconds = audio_seconds
+    job.lease_owner = job.lease_expires_at = None
+    job.partial_text = None
+    job.language = None
+    job.not_before = not_before
+    job.wait_reason = reason
+    job.stage = None
+    add_event(session, "changed", reason, job_id=job.id)
+    set_state(session, job, JobState.queued, detail="again, for the whole file")

@@ -1,0 +1,57 @@
+"""Did the daemon's claimed original change after its claim?
+
+A producer that pauses longer than `stable_seconds` has its half-written upload claimed; its
+open handle then writes on into the moved file. What was read of it then is not the file: the
+job is told (FileChangedError), and the whole file is processed again once it has settled.
+Only the daemon's jobs are looked at (their original is in work/); `voxbatch process` reads
+files in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sqlmodel import Session
+
+from voxbatch.errors import FileChangedError, StoreError, VoxbatchError
+from voxbatch.media import audio
+from voxbatch.store.db import Database
+from voxbatch.store.models import Job
+
+log = logging.getLogger(__name__)
+
+
+async def claimed_file_change(
+    db: Database, job_id: int, path: Path, *, ffmpeg: str
+) -> FileChangedError | None:
+    """The change, when the work file's size or content is not what the claim recorded."""
+
+    def claimed(session: Session) -> tuple[str | None, int, str]:
+        job = session.get_one(Job, job_id)
+        return job.work_path, job.size_bytes, job.content_sha256
+
+    try:
+        work_path, size, sha = await db.read_async(claimed)
+    except StoreError:
+        return None  # unknown now: a finished transcription is never lost for this check
+    if work_path is None or Path(work_path) != path:
+        return None
+    try:
+        now = os.stat(path).st_size
+        new_sha = await audio.file_sha256(path)
+    except (OSError, VoxbatchError):
+        return None  # gone or unreadable: the stages that read it say so
+    if now == size and new_sha == sha:
+        return None
+    try:
+        seconds = (await audio.probe_length(path, ffmpeg=ffmpeg)).duration_seconds
+    except VoxbatchError:
+        seconds = None  # still being written, say: estimated when it is claimed again
+    reason = (
+        f"the file changed after it was claimed (size {size} → {now} bytes): "
+        "processing it again, whole, once it has settled"
+    )
+    log.warning("job %s: %s", job_id, reason)
+    return FileChangedError(reason, sha256=new_sha, size_bytes=now, audio_seconds=seconds)
