@@ -64,7 +64,7 @@ def test_config_show_masks_the_key(tmp_path: Path) -> None:
 
 def test_export_and_show_unknown_job(cli: Cli) -> None:
     result = cli("export", "42", ok=False)
-    assert result.exit_code == 1 and "no job with id 42" in result.stderr
+    assert result.exit_code == 2 and "no job with id 42" in result.stderr
     result = cli("show", "zz", ok=False)
     assert "neither a job id" in result.stderr
 

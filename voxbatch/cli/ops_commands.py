@@ -8,6 +8,7 @@ import time
 import click
 
 from voxbatch.cli.app import EXIT_FAILED, App, json_option
+from voxbatch.cli.params import JOB
 from voxbatch.cli.render import emit_json, table
 from voxbatch.errors import VoxbatchError
 
@@ -93,7 +94,7 @@ def why(app: App, path: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
 @click.option("--interval", type=float, default=0.5, hidden=True)
 @click.pass_obj
@@ -131,7 +132,7 @@ def tail(app: App, job: str, follow: bool, interval: float) -> None:
 
 
 @click.command()
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, type=JOB)
 @click.option("--failed", "all_failed", is_flag=True, help="Every failed job.")
 @click.pass_obj
 def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:

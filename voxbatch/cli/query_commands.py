@@ -10,6 +10,7 @@ import click
 
 from voxbatch.cli.app import App, fail, json_option, parse_since
 from voxbatch.cli.choices import COST_GROUPINGS, EXPORT_FORMATS, JOB_STATES
+from voxbatch.cli.params import JOB
 from voxbatch.cli.render import emit, emit_json, segment_line, table
 from voxbatch.errors import VoxbatchError
 
@@ -50,7 +51,7 @@ def jobs(app: App, state: str | None, since: str | None, limit: int, as_json: bo
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @json_option
 @click.pass_obj
 def show(app: App, job: str, as_json: bool) -> None:
@@ -115,7 +116,7 @@ def show(app: App, job: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.option(
     "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="txt", show_default=True
 )
@@ -131,10 +132,18 @@ def export(app: App, job: str, fmt: str, output: Path | None) -> None:
     (summary: Markdown) or its spoken summary (speech: audio, to a file or a pipe)."""
     from voxbatch.stages.publish import atomic_write, atomic_write_bytes, document_for, render
     from voxbatch.store import jobs as store_jobs
+    from voxbatch.store.models import JobState
+    from voxbatch.store.transcripts import transcript_for
 
     content: str | bytes
     with app.db.read() as session:
         found = store_jobs.resolve_job(session, job)
+        if found.state == JobState.failed and transcript_for(session, found) is None:
+            raise VoxbatchError(
+                f"job {found.id} failed, so it has no transcript: {found.error_message}",
+                hint=f"`voxbatch show {found.id}` has its story; `voxbatch retry {found.id}` "
+                "tries it again once the cause is fixed",
+            )
         if fmt in ("summary", "speech"):
             content = _summary_content(session, found, fmt)
         else:
