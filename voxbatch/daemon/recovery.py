@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -125,9 +126,10 @@ def error_note(job_id: int, name: str, message: str | None) -> str:
         f"failed: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
         f"why: {message or 'unknown'}\n\n"
         f"what to do:\n"
-        f"  voxbatch why '{name}'    the whole history of this file\n"
-        f"  voxbatch show {job_id}       the job, its API calls and costs\n"
-        f"  voxbatch retry {job_id}      try again (after fixing the cause)\n"
+        # Each line pastes into a shell as it is: the name quoted, the explanation a comment.
+        f"  voxbatch why {shlex.quote(name)}    # the whole history of this file\n"
+        f"  voxbatch show {job_id}       # the job, its API calls and costs\n"
+        f"  voxbatch retry {job_id}      # try again (after fixing the cause)\n"
     )
 
 
