@@ -15,12 +15,15 @@ from voxbatch.daemon import recovery
 from voxbatch.errors import StoreError, VoxbatchError, display_path
 from voxbatch.ingest.folders import crash_point, free_destination, move, write_note
 from voxbatch.ingest.scan import signature
+from voxbatch.names import note_name
 from voxbatch.store import jobs, queue
 from voxbatch.store.db import Database
 from voxbatch.store.jobs import mark_done
 from voxbatch.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
+
+UNFILED = "unfiled"  # an outcome: the job ended, but its original could not be moved yet
 
 
 class Filing:
@@ -77,14 +80,16 @@ class Filing:
         if state == JobState.failed:
             note = recovery.error_note(job_id, name, message)
             try:
-                await asyncio.to_thread(write_note, dst.with_name(dst.name + ".error.txt"), note)
+                await asyncio.to_thread(write_note, dst.with_name(note_name(dst.name)), note)
             except OSError as exc:  # a full disk, say: the job's story is in the database
                 log.warning("job %s: cannot write its .error.txt note (%s)", job_id, exc.strerror)
         self.outcomes[state] += 1
         try:
             await asyncio.to_thread(move, src, dst)
         except OSError as exc:
-            # The job's end is recorded; the planned move is finished at the next start.
+            # The job's end is recorded; the planned move is finished at the next start. Until
+            # then the work is not published where the user looks: `run --once` exits 1.
+            self.outcomes[UNFILED] += 1
             log.error(
                 "job %s: cannot move its original to %s (%s); it stays in work/ and is moved "
                 "when voxbatch starts again",

@@ -20,6 +20,7 @@ from voxbatch.config import Settings
 from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
+from voxbatch.names import note_name
 from voxbatch.store import jobs, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import (
@@ -114,7 +115,7 @@ def failure_note_for(job: Job) -> tuple[Path, str] | None:
     if job.state != JobState.failed or not job.final_path:
         return None
     final = Path(job.final_path)
-    return final.with_name(final.name + ".error.txt"), error_note(
+    return final.with_name(note_name(final.name)), error_note(
         job.id or 0, job.source_name, job.error_message
     )
 

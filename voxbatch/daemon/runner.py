@@ -29,7 +29,7 @@ from voxbatch.daemon import recovery
 from voxbatch.daemon.admission import Admission
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.dispatch import Dispatcher
-from voxbatch.daemon.filing import Filing
+from voxbatch.daemon.filing import UNFILED, Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
@@ -245,7 +245,7 @@ class Daemon:
             return 0
         # --once is for scripts: anything short of success says so.
         troubled = self.keys.paused or self.breaker.is_open
-        unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
+        unfinished = sum(outcomes.get(key, 0) for key in (JobState.failed, "requeued", UNFILED))
         return 1 if troubled or unfinished else 0
 
     def _report_left_queued(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.names import fit
 
 FOLDERS = ("outbox", "done", "failed", "quarantine", "work")
 
@@ -126,7 +127,8 @@ def move(src: Path | bytes, dst: Path | bytes) -> None:
 
 def _copy_then_remove(src: Path | bytes, dst: Path | bytes) -> None:
     src_b, dst_b = os.fsencode(src), os.fsencode(dst)
-    tmp = os.path.join(os.path.dirname(dst_b), b"." + os.path.basename(dst_b) + b".copying")
+    temporary = fit(os.fsdecode(os.path.basename(dst_b)), ".copying", head=".")
+    tmp = os.path.join(os.path.dirname(dst_b), os.fsencode(temporary))
     if os.path.islink(src_b):
         os.symlink(os.readlink(src_b), tmp)
     else:
@@ -150,7 +152,7 @@ def free_destination(folder: Path, rel: str | bytes) -> Path:
     stem, suffix = _split_name(target.name)
     n = 1
     while True:
-        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        candidate = target.with_name(fit(stem, f" ({n}){suffix}"))
         if not os.path.lexists(candidate):
             return candidate
         n += 1
@@ -175,7 +177,7 @@ def work_name(job_id: int, original: str) -> str:
 
 def write_note(path: Path, text: str) -> None:
     """A small text file beside a failed or quarantined original, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(fit(path.name, ".tmp", head="."))
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

@@ -41,6 +41,7 @@ from voxbatch.ingest.scan import (
     signature_of,
 )
 from voxbatch.media import audio
+from voxbatch.names import note_name
 from voxbatch.store import jobs, queue
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState
@@ -257,7 +258,7 @@ class Intake:
             raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
         dst = free_destination(self.settings.folder("quarantine"), rel)
         shown = display_path(Path(os.fsdecode(path)))
-        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
+        note = dst.with_name(note_name(dst.name))
         write_note(
             note,
             f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"

@@ -16,6 +16,7 @@ from voxbatch.documents import TimedText, TranscriptDocument
 from voxbatch.errors import (
     VoxbatchError,
 )
+from voxbatch.names import fit, shorten
 from voxbatch.store import calls, transcripts
 from voxbatch.store.models import Job
 
@@ -82,7 +83,8 @@ def atomic_write(path: Path, content: str) -> None:
 
 def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
     """`<name>` unless another job's result already has that name, then `<name>-<job id>`."""
-    stem = Path(source_name).stem or "audio"
+    # Room for `-<job id>` and the longest ending (`.summary.opus`): every name fits NAME_MAX.
+    stem = shorten(Path(source_name).stem or "audio", len(f"-{job_id}") + 16)
     formats = list(formats)
     if any((out_dir / f"{stem}.{fmt}").exists() for fmt in formats):
         owned = out_dir / f"{stem}.json"
@@ -113,7 +115,8 @@ def write_outputs(doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
 
 def atomic_write_bytes(path: Path, content: bytes) -> None:
     """Written to a temporary name, fsynced, then renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = fit(path.name, ".", head=".", reserve=len("XXXXXXXX.tmp"))  # mkstemp's 8 + suffix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
