@@ -81,10 +81,14 @@ def atomic_write(path: Path, content: str) -> None:
     atomic_write_bytes(path, content.encode("utf-8"))
 
 
+# Room left after a stem, whatever the job: `-<job id>` (10 digits) and the longest ending
+# (`.summary.opus`), so every output name fits NAME_MAX and a name always shortens the same way.
+_AFTER_STEM = len("-2147483647") + len(".summary.opus") + 3
+
+
 def output_stem(out_dir: Path, source_name: str, job_id: int, formats: Iterable[str]) -> str:
     """`<name>` unless another job's result already has that name, then `<name>-<job id>`."""
-    # Room for `-<job id>` and the longest ending (`.summary.opus`): every name fits NAME_MAX.
-    stem = shorten(Path(source_name).stem or "audio", len(f"-{job_id}") + 16)
+    stem = shorten(Path(source_name).stem or "audio", _AFTER_STEM)
     formats = list(formats)
     if any((out_dir / f"{stem}.{fmt}").exists() for fmt in formats):
         owned = out_dir / f"{stem}.json"
