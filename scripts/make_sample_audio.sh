@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates the clips in sample_audio/: English speech from espeak-ng, with clear pauses
+# Regenerates the clips in voxbatch/sample_audio/: English speech from espeak-ng, with clear pauses
 # (SSML breaks) between phrases, converted by ffmpeg (imageio-ffmpeg's bundled one by default).
 # Usage: scripts/make_sample_audio.sh      (env: FFMPEG=/path/to/ffmpeg, PYTHON=/work/venv/bin/python)
 set -euo pipefail
-cd "$(dirname "$0")/../sample_audio"
+cd "$(dirname "$0")/../voxbatch/sample_audio"
 PYTHON="${PYTHON:-python3}"
 FFMPEG="${FFMPEG:-$("$PYTHON" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')}"
 tmp="$(mktemp -d)"

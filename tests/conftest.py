@@ -30,7 +30,7 @@ import voxbatch.config
 from voxbatch.cli.main import main
 from voxbatch.emulator import Emulator, EmulatorConfig, running_emulator
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_audio"
+SAMPLES = Path(__file__).resolve().parent.parent / "voxbatch" / "sample_audio"
 TEST_FFMPEG = "VOXBATCH_TEST_FFMPEG"
 _XDG_USER_DIRS = {
     "XDG_CONFIG_HOME": ".config",
@@ -231,7 +231,7 @@ def cli_for(emu: Emulator, **env: str) -> Cli:
 @pytest.fixture
 def samples() -> list[Path]:
     clips = sorted(SAMPLES.iterdir())
-    assert len(clips) >= 4, "sample_audio/ should hold the sample clips"
+    assert len(clips) >= 4, "voxbatch/sample_audio/ should hold the sample clips"
     return clips
 
 

@@ -20,8 +20,24 @@ _SYSLOG_PRIORITY = {
 }
 
 
+# Characters that end a line or drive a terminal: a file name carrying them could forge log
+# lines or recolour the screen. Tab is left alone: it breaks nothing.
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+_CONTROLS = {
+    code: _NAMED.get(chr(code), f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    if code != 0x09
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: line breaks and other control characters shown as escapes."""
+    return text.translate(_CONTROLS)
+
+
 class RedactingFilter(logging.Filter):
-    """Replaces the key (and any bearer token) in the formatted message before it is written."""
+    """Makes every record safe to write: the key (and any bearer token) replaced, and control
+    characters escaped so that one record is one line (tracebacks keep their lines)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,7 +54,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = self.redact(message)
+        redacted = escape_controls(self.redact(message))
         if redacted != message:
             record.msg, record.args = redacted, None
         if record.exc_info and record.exc_text is None and record.exc_info[0] is not None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session
 
@@ -36,8 +37,44 @@ from voxbatch.store.jobs import link_to_primary, mark_done
 from voxbatch.store.models import TERMINAL_STATES, Job, JobState, utcnow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-INTERRUPTED = "interrupted before it finished; run it again"
+# The reason a Ctrl-C cancels the run with (`run_interruptibly`): every attempt it stops
+# records this, not the bare "CancelledError" of a cancellation without a reason.
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is the user's Ctrl-C reaching this code."""
+    return isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, asyncio.CancelledError) and INTERRUPTED in exc.args
+    )
+
+
+def run_interruptibly(work: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, where SIGINT cancels the work with INTERRUPTED as the reason; then, once
+    the work has recorded how it stopped, KeyboardInterrupt."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, task.cancel, INTERRUPTED)
+        try:
+            return await work
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError as exc:
+        if INTERRUPTED in exc.args:
+            raise KeyboardInterrupt from None
+        raise
+
+
+# What a job stopped by a cancellation other than the user's Ctrl-C says.
+STOPPED_NOTE = "interrupted before it finished; run it again"
 
 
 @dataclass(frozen=True)
@@ -261,8 +298,11 @@ class ProcessRun:
                 job = session.get_one(Job, job_id)
                 if isinstance(exc, VoxbatchError):
                     jobs.fail_job(session, job, exc, hint=exc.hint)
-                elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                    jobs.fail(session, job, error_code(exc), INTERRUPTED)
+                elif was_interrupted(exc):
+                    message = f"{INTERRUPTED} before it finished; run it again"
+                    jobs.fail(session, job, ErrorCode.interrupted, message)
+                elif isinstance(exc, asyncio.CancelledError):
+                    jobs.fail(session, job, error_code(exc), STOPPED_NOTE)
                 else:
                     log.error("job %s failed unexpectedly", job_id, exc_info=exc)
                     jobs.fail_job(session, job, internal_error(exc))

@@ -50,7 +50,7 @@ from voxbatch.media.ffmpeg import ALLOWED_DEMUXERS, find_ffmpeg, input_url, pcm_
 
 pytestmark = pytest.mark.media  # they run ffmpeg
 
-SAMPLES = Path(__file__).resolve().parents[2] / "sample_audio"
+SAMPLES = Path(__file__).resolve().parents[2] / "voxbatch" / "sample_audio"
 T = TypeVar("T")
 
 
@@ -221,12 +221,13 @@ def test_sample_clip_probes_and_streams_whole(ff: str, name: str) -> None:
 
 
 def test_samples_folder_is_small_documented_and_only_audio() -> None:
-    # Only clips: `voxbatch process sample_audio/*` must transcribe everything it is given.
+    # Only clips: `voxbatch process voxbatch/sample_audio/*` must transcribe all it is given.
     assert sorted(p.name for p in SAMPLES.iterdir()) == sorted(SAMPLE_CLIPS)
     assert sum(p.stat().st_size for p in SAMPLES.iterdir()) < 500_000
-    readme = (SAMPLES.parent / "docs" / "sample-audio.md").read_text()
+    repo = SAMPLES.parents[1]
+    readme = (repo / "docs" / "sample-audio.md").read_text()
     assert "CC0" in readme and "scripts/make_sample_audio.sh" in readme
-    assert (SAMPLES.parent / "scripts" / "make_sample_audio.sh").is_file()
+    assert (repo / "scripts" / "make_sample_audio.sh").is_file()
 
 
 # --- conversion format and chunking -----------------------------------------------------------

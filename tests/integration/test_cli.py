@@ -64,7 +64,7 @@ def test_export_and_show_unknown_job(cli: Cli, isolated_env: Path) -> None:
 
     open_database(isolated_env / "voxbatch.db").close()  # a home, without that job
     result = cli("export", "42", ok=False)
-    assert result.exit_code == 1 and "no job with id 42" in result.stderr
+    assert result.exit_code == 2 and "no job with id 42" in result.stderr
     result = cli("show", "zz", ok=False)
     assert "neither a job id" in result.stderr
 
@@ -74,6 +74,21 @@ def test_demo_prints_jobs_and_a_transcript() -> None:
     result = Cli({})("demo")
     assert "done" in result.stdout and "Transcript of" in result.stdout
     assert re.search(r"\[\s*\d+\.\d\d – \s*\d+\.\d\d\] \w+", result.stdout)
+    assert "voxbatch-demo-" not in result.stderr  # a home removed at exit is not shown
+
+
+@pytest.mark.media
+def test_demo_keep_prints_the_home_it_keeps(tmp_path: Path, samples: list[Path]) -> None:
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / samples[0].name).write_bytes(samples[0].read_bytes())
+    result = Cli({})("demo", "--keep", "--samples", str(tmp_path / "clips"))
+    [kept] = re.findall(r"kept (\S+)", result.stderr)
+    try:
+        assert (Path(kept) / "voxbatch.db").is_file()
+    finally:
+        import shutil
+
+        shutil.rmtree(kept)
 
 
 @pytest.mark.slow

@@ -187,10 +187,12 @@ def test_hostile_files_among_good_ones(cli: Cli, emulator: Emulator, tmp_path: P
 
 
 def test_missing_file_and_directory_get_clear_reasons(cli: Cli, tmp_path: Path) -> None:
+    # A usage error (exit 2), refused before any file is processed.
     result = cli("process", "--json", str(tmp_path / "nope.wav"), str(tmp_path), ok=False)
-    assert result.exit_code == 1
-    errors = [r["error"] for r in json.loads(result.stdout)]
-    assert errors[0] == "file not found" and "a directory" in errors[1]
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "nope.wav does not exist" in result.stderr
+    result = cli("process", "--json", str(tmp_path), ok=False)
+    assert result.exit_code == 2 and "is a directory" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -348,7 +350,7 @@ def test_jobs_listing_and_filters(cli: Cli, samples: list[Path], tmp_path: Path)
     assert cli.json("jobs", "--since", "2999-01-01") == []
     assert "state" in cli("jobs").stdout
     assert cli("jobs", "--since", "yesterday", ok=False).exit_code == 2
-    assert cli("show", "999", ok=False).exit_code == 1
+    assert cli("show", "999", ok=False).exit_code == 2  # an unknown JOB is a usage error
 
 
 def test_session_settings_reach_the_server(

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from voxbatch.errors import ConfigError, VoxbatchError
+from voxbatch.errors import ConfigError, JobNotFoundError, VoxbatchError
 
 if TYPE_CHECKING:
     from voxbatch.config import Settings
     from voxbatch.store.db import Database
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_START = 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+# Errors that blame what the user typed, not the work: exit 2 like click's own usage errors.
+USAGE_ERRORS = (ConfigError, JobNotFoundError)
 
 
 @dataclass
@@ -79,15 +82,18 @@ def fail(message: str, *, hint: str = "", code: int = EXIT_FAILED) -> NoReturn:
 
 
 class VoxbatchGroup(click.Group):
-    """Turns voxbatch errors into one clear message and the right exit code."""
+    """Turns voxbatch errors into one clear message and the right exit code; Ctrl-C into 130
+    (click alone would print "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except USAGE_ERRORS as exc:
             fail(exc.message, hint=exc.hint, code=EXIT_USAGE)
         except VoxbatchError as exc:
             fail(exc.message, hint=exc.hint)
+        except KeyboardInterrupt:
+            fail("interrupted", code=EXIT_INTERRUPTED)
         except PermissionError as exc:
             # The known places say more (config, home, database); this is the backstop.
             from voxbatch.errors import access_error

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -17,29 +20,43 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".opus", ".m4a", ".flac", ".mp4", ".we
 @click.option(
     "--samples",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of clips to process (default: the bundled sample_audio/).",
+    help="Folder of clips to process (default: the clips shipped with voxbatch).",
 )
-@click.option("--keep", is_flag=True, help="Keep the temporary home and print where it is.")
+@click.option("--keep", is_flag=True, help="Keep the home (else removed at exit) and print where.")
 def demo(samples: Path | None, keep: bool) -> None:
     """Try the whole pipeline offline: built-in emulator, sample clips, temporary home."""
     sys.exit(run_demo(samples, keep=keep))
 
 
-def bundled_samples() -> Path:
-    """sample_audio/ beside the package (a checkout or editable install), else ./sample_audio."""
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "sample_audio",
-        Path("sample_audio"),
-    ):
-        if candidate.is_dir():
-            return candidate
-    raise InputError(
-        "cannot find the sample_audio/ folder",
-        hint="run from a voxbatch checkout, or pass --samples DIR",
+@contextlib.contextmanager
+def bundled_clips() -> Iterator[list[Path]]:
+    """The sample clips shipped as package data (voxbatch/sample_audio/), as real files for
+    ffmpeg: in place from a normal install, extracted for the while otherwise (a zipped one)."""
+    folder = importlib.resources.files("voxbatch").joinpath("sample_audio")
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(importlib.resources.as_file(entry))
+            for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+            if Path(entry.name).suffix.lower() in AUDIO_SUFFIXES
+        ]
+
+
+def _clips(folder: Path | None) -> contextlib.AbstractContextManager[list[Path]]:
+    if folder is None:
+        return bundled_clips()
+    return contextlib.nullcontext(
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     )
 
 
 def run_demo(samples: Path | None, *, keep: bool = False) -> int:
+    with _clips(samples) as clips:
+        if not clips:
+            raise InputError(f"no audio clips in {samples}")
+        return _demo(clips, keep=keep)
+
+
+def _demo(clips: list[Path], *, keep: bool) -> int:
     import asyncio
     import shutil
     import tempfile
@@ -55,14 +72,12 @@ def run_demo(samples: Path | None, *, keep: bool = False) -> int:
     from voxbatch.store.db import open_database
     from voxbatch.store.models import Job
 
-    folder = samples or bundled_samples()
-    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not clips:
-        raise InputError(f"no audio clips in {folder}")
     home = Path(tempfile.mkdtemp(prefix="voxbatch-demo-"))
     try:
         with running_emulator(EmulatorConfig()) as emulator:
-            click.echo(f"emulator at {emulator.base_url}; home {home}", err=True)
+            # The home is removed at exit: its path is only worth printing when it is kept.
+            where = f"home {home} (kept)" if keep else "a temporary home, removed at exit"
+            click.echo(f"emulator at {emulator.base_url}; {where}", err=True)
             settings = Settings(home=home, mistral=MistralSettings(base_url=emulator.base_url))
             db = open_database(settings.db_path)
             client = ClientSettings(api_key="demo", base_url=emulator.base_url)

@@ -1,6 +1,7 @@
 """The command line: parse, call the library, render. Data on stdout, progress on stderr.
 
-Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daemon cannot start.
+Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daemon cannot start;
+130 interrupted (Ctrl-C).
 
 Every command is registered here by name and imported only when it is asked for, so that
 `voxbatch --help`, `--version` and shell completion import neither the SDK, the database

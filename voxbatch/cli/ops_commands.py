@@ -9,6 +9,7 @@ from datetime import datetime
 import click
 
 from voxbatch.cli.app import EXIT_FAILED, App, json_option
+from voxbatch.cli.params import JOB
 from voxbatch.cli.render import OutputMode, emit, emit_json, rows_output, table, utc_text
 from voxbatch.errors import VoxbatchError
 
@@ -96,7 +97,7 @@ def why(app: App, path: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
 @click.option("--interval", type=float, default=0.5, hidden=True)
 @click.pass_obj
@@ -134,7 +135,7 @@ def tail(app: App, job: str, follow: bool, interval: float) -> None:
 
 
 @click.command()
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, type=JOB)
 @click.option("--failed", "all_failed", is_flag=True, help="Every failed job.")
 @click.pass_obj
 def retry(app: App, jobs: tuple[str, ...], all_failed: bool) -> None:

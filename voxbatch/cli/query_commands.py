@@ -11,6 +11,7 @@ import click
 
 from voxbatch.cli.app import EXIT_USAGE, App, fail, json_option, parse_since
 from voxbatch.cli.choices import COST_GROUPINGS, EXPORT_FORMATS, JOB_STATES
+from voxbatch.cli.params import JOB
 from voxbatch.cli.render import (
     OutputMode,
     emit,
@@ -59,7 +60,7 @@ def jobs(app: App, state: str | None, since: str | None, limit: int, mode: Outpu
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @json_option
 @click.pass_obj
 def show(app: App, job: str, as_json: bool) -> None:
@@ -156,7 +157,7 @@ def _export_format(fmt: str | None, output: Path | None) -> str:
 
 
 @click.command()
-@click.argument("job")
+@click.argument("job", type=JOB)
 @click.option(
     "--format",
     "fmt",
@@ -177,11 +178,19 @@ def export(app: App, job: str, fmt: str | None, output: Path | None) -> None:
     from voxbatch.ingest.folders import find_inbox, inboxes
     from voxbatch.stages.publish import atomic_write, atomic_write_bytes, cue_shape, document_for
     from voxbatch.store import jobs as store_jobs
+    from voxbatch.store.models import JobState
+    from voxbatch.store.transcripts import transcript_for
 
     fmt = _export_format(fmt, output)
     content: str | bytes
     with app.db.read() as session:
         found = store_jobs.resolve_job(session, job)
+        if found.state == JobState.failed and transcript_for(session, found) is None:
+            raise VoxbatchError(
+                f"job {found.id} failed, so it has no transcript: {found.error_message}",
+                hint=f"`voxbatch show {found.id}` has its story; `voxbatch retry {found.id}` "
+                "tries it again once the cause is fixed",
+            )
         if fmt in ("summary", "speech"):
             content = _summary_content(session, found, fmt)
         else:

@@ -1,6 +1,7 @@
 """`voxbatch process` and `voxbatch run`: transcribe named files now, or run the daemon.
 
-Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daemon cannot start.
+Exit codes: 0 ok; 1 some work failed; 2 usage or configuration error; 3 the daemon cannot start;
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import click
 
 from voxbatch.cli.app import EXIT_CANNOT_START, EXIT_FAILED, App, fail, json_option
 from voxbatch.cli.choices import OUTPUT_FORMATS
+from voxbatch.cli.params import INPUT_FILE
 from voxbatch.cli.render import emit_json, table
 from voxbatch.errors import VoxbatchError
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
 @click.option(
     "--out",
     "out_dir",
@@ -58,11 +60,10 @@ def process(
     as_json: bool,
 ) -> None:
     """Transcribe FILES now; the originals stay where they are. Exits 1 if any failed."""
-    import asyncio
 
     from voxbatch.cli.progress import StderrReporter
     from voxbatch.errors import display_path
-    from voxbatch.process import ProcessRun
+    from voxbatch.process import ProcessRun, run_interruptibly
     from voxbatch.stages.pipeline import Pipeline
 
     settings = app.settings
@@ -89,7 +90,7 @@ def process(
         return
     reporter = StderrReporter(len(files))
     run = ProcessRun(Pipeline.open(settings, app.open_db(create=True), reporter=reporter), reporter)
-    outcomes = asyncio.run(run.process_paths(list(files), profile=profile, out_dir=target))
+    outcomes = run_interruptibly(run.process_paths(list(files), profile=profile, out_dir=target))
     rows = [
         {
             "file": display_path(o.path),

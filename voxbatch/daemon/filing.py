@@ -23,12 +23,15 @@ from voxbatch.ingest.folders import (
     write_note,
 )
 from voxbatch.ingest.scan import signature
+from voxbatch.names import note_name
 from voxbatch.store import jobs, queue
 from voxbatch.store.db import Database
 from voxbatch.store.jobs import mark_done
 from voxbatch.store.models import Job, JobState
 
 log = logging.getLogger(__name__)
+
+UNFILED = "unfiled"  # an outcome: the job ended, but its original could not be moved yet
 
 
 class Filing:
@@ -86,7 +89,7 @@ class Filing:
         crash_point("file")
         if state == JobState.failed:
             note = recovery.error_note(job_id, name, message)
-            path = dst.with_name(dst.name + ".error.txt")
+            path = dst.with_name(note_name(dst.name))
             try:
                 await asyncio.to_thread(write_note, path, note, shared=shared)
             except OSError as exc:  # a full disk, say: the job's story is in the database
@@ -95,7 +98,9 @@ class Filing:
         try:
             await asyncio.to_thread(move, src, dst)
         except OSError as exc:
-            # The job's end is recorded; the planned move is finished at the next start.
+            # The job's end is recorded; the planned move is finished at the next start. Until
+            # then the work is not published where the user looks: `run --once` exits 1.
+            self.outcomes[UNFILED] += 1
             log.error(
                 "job %s: cannot move its original to %s (%s); it stays in work/ and is moved "
                 "when voxbatch starts again",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from voxbatch.config import Settings
 from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
+from voxbatch.names import note_name
 from voxbatch.store import jobs, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import (
@@ -153,7 +155,7 @@ def failure_note_for(job: Job) -> tuple[Path, str] | None:
     if job.state != JobState.failed or not job.final_path:
         return None
     final = Path(job.final_path)
-    return final.with_name(final.name + ".error.txt"), error_note(
+    return final.with_name(note_name(final.name)), error_note(
         job.id or 0, job.source_name, job.error_message
     )
 
@@ -165,9 +167,10 @@ def error_note(job_id: int, name: str, message: str | None) -> str:
         f"failed: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
         f"why: {message or 'unknown'}\n\n"
         f"what to do:\n"
-        f"  voxbatch why '{name}'    the whole history of this file\n"
-        f"  voxbatch show {job_id}       the job, its API calls and costs\n"
-        f"  voxbatch retry {job_id}      try again (after fixing the cause)\n"
+        # Each line pastes into a shell as it is: the name quoted, the explanation a comment.
+        f"  voxbatch why {shlex.quote(name)}    # the whole history of this file\n"
+        f"  voxbatch show {job_id}       # the job, its API calls and costs\n"
+        f"  voxbatch retry {job_id}      # try again (after fixing the cause)\n"
     )
 
 

@@ -29,7 +29,7 @@ from voxbatch.daemon import recovery
 from voxbatch.daemon.admission import Admission
 from voxbatch.daemon.breaker import Breaker
 from voxbatch.daemon.dispatch import Dispatcher
-from voxbatch.daemon.filing import Filing
+from voxbatch.daemon.filing import UNFILED, Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
@@ -268,7 +268,7 @@ class Daemon:
         # --once is for scripts: anything short of success says so, also a job that an earlier
         # run put back for a later round (this one found it not yet due).
         troubled = self.keys.paused or self.breaker.is_open
-        unfinished = outcomes.get(JobState.failed, 0) + outcomes.get("requeued", 0)
+        unfinished = sum(outcomes.get(key, 0) for key in (JobState.failed, "requeued", UNFILED))
         return 1 if troubled or unfinished or rounds_pending else 0
 
     # --- the folder watcher and SIGHUP ---------------------------------------------------------

@@ -33,7 +33,13 @@ async def serve(config: EmulatorConfig, host: str, port: int) -> None:
 
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 = any free).")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0 = any free).",
+)
 @click.option(
     "--speed", default=0.0, type=float, help="Digest audio at N x real time (0 = instant)."
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import ConfigError, VoxbatchError, access_error, home_error
+from voxbatch.names import fit
 
 FOLDERS = ("outbox", "done", "failed", "quarantine", "work")
 
@@ -212,7 +213,8 @@ def move(src: Path | bytes, dst: Path | bytes) -> None:
 
 def _copy_then_remove(src: Path | bytes, dst: Path | bytes) -> None:
     src_b, dst_b = os.fsencode(src), os.fsencode(dst)
-    tmp = os.path.join(os.path.dirname(dst_b), b"." + os.path.basename(dst_b) + b".copying")
+    temporary = fit(os.fsdecode(os.path.basename(dst_b)), ".copying", head=".")
+    tmp = os.path.join(os.path.dirname(dst_b), os.fsencode(temporary))
     if os.path.islink(src_b):
         os.symlink(os.readlink(src_b), tmp)
     else:
@@ -236,7 +238,7 @@ def free_destination(folder: Path, rel: str | bytes, *, dir_mode: int = PRIVATE_
     stem, suffix = _split_name(target.name)
     n = 1
     while True:
-        candidate = target.with_name(f"{stem} ({n}){suffix}")
+        candidate = target.with_name(fit(stem, f" ({n}){suffix}"))
         if not os.path.lexists(candidate):
             return candidate
         n += 1
@@ -262,7 +264,7 @@ def work_name(job_id: int, original: str) -> str:
 def write_note(path: Path, text: str, *, shared: bool = False) -> None:
     """A small text file beside a failed or quarantined original, written atomically;
     0600, or 0640 for a file from a shared inbox (its producers read why it failed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(fit(path.name, ".tmp", head="."))
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(tmp, flags, PRIVATE_FILE)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -14,6 +14,7 @@ from pathlib import Path
 from voxbatch.config import Settings
 from voxbatch.errors import StoreError, display_path
 from voxbatch.ingest.folders import free_destination, move, write_note
+from voxbatch.names import note_name
 from voxbatch.store import jobs
 from voxbatch.store.db import Database
 
@@ -79,7 +80,7 @@ class Refusals:
             raise OSError(errno.EXDEV, "it is on another filesystem and not a plain file")
         dst = free_destination(self.settings.folder("quarantine"), rel)
         shown = display_path(Path(os.fsdecode(path)))
-        note = Path(os.fsdecode(os.fsencode(dst) + b".error.txt"))
+        note = dst.with_name(note_name(dst.name))
         write_note(
             note,
             f"file: {shown}\nquarantined: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"

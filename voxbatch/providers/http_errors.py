@@ -4,6 +4,7 @@ decides what an attempt costs from `charged`."""
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 
@@ -23,6 +24,25 @@ from voxbatch.errors import (
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.WriteError)
 # The connection broke before an answer: retried (a reset), but the cost is uncertain.
 _LOST = (httpx2.ReadError, httpx2.RemoteProtocolError)
+
+
+# Nothing listens at the configured address: almost always a wrong URL or a stopped server.
+REFUSED_HINT = (
+    "check MISTRAL_BASE_URL (or mistral.base_url): is the server, or `voxbatch emulator`, "
+    "listening there?"
+)
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether a refused TCP connection lies on the exception's cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or (
+            isinstance(seen, OSError) and seen.errno == errno.ECONNREFUSED
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -58,8 +78,13 @@ def classify(exc: BaseException, kind: str, timeout_s: float) -> HttpFailure | N
             False,
         )
     if isinstance(exc, _NOT_SENT):
+        refused = "; check MISTRAL_BASE_URL" if connection_refused(exc) else ""
         return HttpFailure(
-            ProviderError(f"cannot reach Mistral for {kind}: {one_line(exc)}", retryable=True),
+            ProviderError(
+                f"cannot reach Mistral for {kind}: {one_line(exc)}{refused}",
+                retryable=True,
+                hint=REFUSED_HINT if refused else "",
+            ),
             "connect_error",
             False,
         )

@@ -41,6 +41,7 @@ from voxbatch.errors import (
     parse_retry_after,
 )
 from voxbatch.media.audio import pcm_seconds
+from voxbatch.providers.http_errors import REFUSED_HINT, connection_refused
 
 _END = object()
 CLOSE_TIMEOUT_S = 2.0
@@ -107,7 +108,7 @@ def _status_of(exc: BaseException) -> tuple[int | None, float | None]:
     return None, None
 
 
-def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
+def connect_error(exc: RealtimeTranscriptionException, base_url: str = "") -> ProviderError:
     status, retry_after = _status_of(exc)
     if status in (401, 403):
         return AuthError(
@@ -135,6 +136,13 @@ def connect_error(exc: RealtimeTranscriptionException) -> ProviderError:
     if code is not None:
         return server_error(code, str(exc))
     # Timeouts, resets, refused TCP connections: worth another attempt.
+    if connection_refused(exc):
+        return ProviderError(
+            f"cannot connect to {base_url or 'the server'} (connection refused); "
+            "check MISTRAL_BASE_URL",
+            retryable=True,
+            hint=REFUSED_HINT,
+        )
     return ProviderError(f"cannot open a transcription session: {exc}", retryable=True)
 
 
@@ -167,7 +175,7 @@ class RealtimeTranscriber:
                 language=options.language,
             )
         except RealtimeTranscriptionException as exc:
-            raise connect_error(exc) from exc
+            raise connect_error(exc, self._settings.base_url) from exc
 
     async def handshake(self, model: str) -> str | None:
         """Open a session and close it without sending audio: proves URL, key and model work.

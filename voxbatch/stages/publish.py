@@ -19,6 +19,7 @@ from voxbatch.documents.formats import render
 from voxbatch.documents.subtitles import CueShape
 from voxbatch.errors import VoxbatchError, display_path
 from voxbatch.ingest.folders import PRIVATE_FILE, file_mode, make_folder, results_dir_mode
+from voxbatch.names import fit, shorten
 from voxbatch.store import calls, outputs, transcripts
 from voxbatch.store.models import Job
 
@@ -47,13 +48,22 @@ def _stem_of(path: Path) -> str | None:
 def claims_for(
     session: Session, doc: TranscriptDocument, out_dir: Path, formats: Sequence[str]
 ) -> Claims:
-    base = Path(doc.source_name).stem or "audio"
+    base = _base(doc.source_name)
     earlier = outputs.published_from(session, doc.content_sha256, out_dir)
     # Only this name's own stems: a copy under another name gets files of its own name.
     own = re.compile(re.escape(base) + r"(-\d+)?")
     stems = [s for s in dict.fromkeys(_stem_of(p) for p in earlier) if s and own.fullmatch(s)]
     paths = [out_dir / f"{stem}.{fmt}" for stem in [*stems, base] for fmt in formats]
     return Claims(outputs.publishers(session, paths), tuple(stems))
+
+
+# Room left after a stem, whatever the job: `-<job id>` (10 digits) and the longest ending
+# (`.summary.opus`), so every output name fits NAME_MAX and a name always shortens the same way.
+_AFTER_STEM = len("-2147483647") + len(".summary.opus") + 3
+
+
+def _base(source_name: str) -> str:
+    return shorten(Path(source_name).stem or "audio", _AFTER_STEM)
 
 
 def output_stem(
@@ -70,7 +80,7 @@ def output_stem(
     `<name>-<job id>`. The same audio run again thus publishes over its own files, while
     another file's results are never overwritten."""
     claims = claims or Claims()
-    base = Path(source_name).stem or "audio"
+    base = _base(source_name)
     formats = list(formats)
     for stem in dict.fromkeys([*claims.earlier_stems, base]):
         paths = [out_dir / f"{stem}.{fmt}" for fmt in formats]
@@ -134,7 +144,8 @@ def write_outputs(
 
 def atomic_write_bytes(path: Path, content: bytes, *, mode: int = PRIVATE_FILE) -> None:
     """Written to a temporary name with `mode`, fsynced, then renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = fit(path.name, ".", head=".", reserve=len("XXXXXXXX.tmp"))  # mkstemp's 8 + suffix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:

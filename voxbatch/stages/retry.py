@@ -12,6 +12,7 @@ from voxbatch.config import Settings
 from voxbatch.errors import VoxbatchError
 from voxbatch.ingest.folders import move, work_name
 from voxbatch.ingest.scan import signature
+from voxbatch.names import note_name
 from voxbatch.store import jobs, queue
 from voxbatch.store.db import Database
 from voxbatch.store.models import Job, JobState
@@ -55,7 +56,7 @@ def retry(db: Database, settings: Settings, job_id: int) -> str:
             queue.settle(job, dst)  # also forgets a move to failed/ that failed
     if src != dst:
         move(src, dst)
-        src.with_name(src.name + ".error.txt").unlink(missing_ok=True)
+        src.with_name(note_name(src.name)).unlink(missing_ok=True)
         queue.settle_move(db, job_id, dst)
     return f"job {job_id} queued again ({name})"
 

@@ -259,10 +259,13 @@ def events_for(session: Session, job_id: int) -> list[Event]:
     )
 
 
+_MAX_ID = 2**31 - 1  # SQL INTEGER (job ids): a longer number can only be a hash prefix
+
+
 def resolve_job(session: Session, ref: str) -> Job:
     """A numeric id, or a unique prefix (≥ 4 characters) of the content hash."""
     ref = ref.strip()
-    if ref.isdigit():
+    if ref.isdigit() and int(ref) <= _MAX_ID:
         job = session.get(Job, int(ref))
         if job is not None:
             return job
