@@ -7,12 +7,24 @@ housekeeping timers, the database) and keep their old value until the daemon res
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from voxbatch.accounting import budget
 from voxbatch.accounting.prices import chat_charge, tts_charge
 from voxbatch.config import Settings
+from voxbatch.errors import StoreError, VoxbatchError
 from voxbatch.ingest.folders import Inbox, prepare
+from voxbatch.store import queue
+
+if TYPE_CHECKING:
+    from voxbatch.daemon.runner import Daemon
+
+log = logging.getLogger(__name__)
 
 # Read by the dispatcher, the admission, the intake and the stages each time they are used.
 LIVE_DAEMON_KEYS = frozenset(
@@ -110,3 +122,77 @@ def check_reloadable(settings: Settings) -> list[Inbox]:
         chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
         tts_charge(settings.prices, settings.mistral.tts_model, 0)
     return prepare(settings)
+
+
+class _Configured(Protocol):
+    settings: Settings
+
+
+class Reloader:
+    """SIGHUP's work in a running daemon: read the configuration again, apply what may change."""
+
+    def __init__(self, daemon: Daemon, loader: Callable[[], Settings]) -> None:
+        self.daemon = daemon
+        self.loader = loader
+        self.wanted = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.daemon.state.stop.is_set():
+            await self.wanted.wait()
+            self.wanted.clear()
+            if not self.daemon.state.stop.is_set():
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Read the configuration again and take on what can change while running: inboxes
+        (the watcher re-armed), their profiles, the spend caps, the live daemon keys. What
+        cannot is logged and kept; a configuration that does not load changes nothing."""
+        d = self.daemon
+        log.info("SIGHUP: reloading the configuration")
+        d.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(self.loader)
+            reloaded = live_settings(d.settings, new)
+            boxes = await asyncio.to_thread(check_reloadable, reloaded.settings)
+        except (VoxbatchError, OSError) as exc:
+            message = exc.message if isinstance(exc, VoxbatchError) else str(exc)
+            log.error("the configuration was not reloaded (keeping the old one): %s", message)
+            d.notifier.ready(await d.housekeeping.status_line())
+            return False
+        for name in reloaded.kept:
+            log.warning("%s changed: needs a restart, keeping the old value", name)
+        folders_before = [b.root for b in d.boxes]
+        self._apply(reloaded.settings, boxes)
+        if [b.root for b in boxes] != folders_before:
+            await d.arm_watcher()
+            d.intake.ask_rescan()
+        # Jobs held by a cap are looked at again now, not at their next recheck.
+        with contextlib.suppress(StoreError):
+            await d.db.run(queue.recheck_held, d.db, budget.BUDGET_WAIT_STAGE, writes=True)
+        d.state.wake.set()
+        log.info(
+            "configuration reloaded: %s",
+            ", ".join(reloaded.changed)
+            if reloaded.changed
+            else "nothing that applies live changed",
+        )
+        d.notifier.ready(await d.housekeeping.status_line())
+        return True
+
+    def _apply(self, settings: Settings, boxes: list[Inbox]) -> None:
+        """Every part reads its settings and the shared inbox list at each use."""
+        d = self.daemon
+        d.settings = settings
+        parts: tuple[_Configured, ...] = (
+            d.intake,
+            d.keys,
+            d.dispatcher,
+            d.dispatcher.admission,
+            d.dispatcher.filing,
+            d.housekeeping,
+            d.pipeline,
+            d.pipeline.stt,
+        )
+        for part in parts:
+            part.settings = settings
+        d.boxes[:] = boxes  # the list the intake, dispatcher and admission share

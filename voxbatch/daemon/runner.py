@@ -19,7 +19,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sqlmodel import col, select
 
@@ -33,9 +33,9 @@ from voxbatch.daemon.filing import UNFILED, Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
-from voxbatch.daemon.reload import check_reloadable, live_settings
+from voxbatch.daemon.reload import Reloader
 from voxbatch.daemon.state import DaemonState
-from voxbatch.errors import StoreError, VoxbatchError
+from voxbatch.errors import StoreError
 from voxbatch.ingest.folders import Inbox, lock_home, prepare
 from voxbatch.ingest.intake import Intake
 from voxbatch.ingest.watch import Supervisor, needs_polling
@@ -49,10 +49,6 @@ from voxbatch.store.models import Job, JobState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SettingsLoader = Callable[[], Settings]
-
-
-class _Configured(Protocol):
-    settings: Settings
 
 
 class Daemon:
@@ -75,12 +71,15 @@ class Daemon:
     ) -> None:
         self.settings = settings
         # SIGHUP reads the configuration again the way it was read at start.
-        self.loader = loader or (
-            lambda: load_settings(
-                config_file=settings.config_file, overrides={"home": str(settings.home)}
-            )
+        self.reloader = Reloader(
+            self,
+            loader
+            or (
+                lambda: load_settings(
+                    config_file=settings.config_file, overrides={"home": str(settings.home)}
+                )
+            ),
         )
-        self._reload_wanted = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._watch_stop = asyncio.Event()
         self.polling = False
@@ -180,7 +179,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_wanted.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.wanted.set)
         try:
             return await self._run()
         finally:
@@ -226,7 +225,7 @@ class Daemon:
             log.warning("%s: no job knows this claimed original; set aside in %s", src, dst)
         await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
-        await self._arm_watcher()
+        await self.arm_watcher()
         # After the watcher started: nothing dropped in between is missed.
         await self.intake.rescan_off_loop()
         log.info(
@@ -240,7 +239,7 @@ class Daemon:
             asyncio.create_task(self._supervised("intake", self.intake.run)),
             asyncio.create_task(self._supervised("housekeeping", self.housekeeping.run)),
             asyncio.create_task(self._supervised("watchdog", self.housekeeping.watchdog)),
-            asyncio.create_task(self._supervised("reload", self._reloads)),
+            asyncio.create_task(self._supervised("reload", self.reloader.run)),
         ]
         self.notifier.ready(await self.housekeeping.status_line())
         try:
@@ -273,7 +272,7 @@ class Daemon:
 
     # --- the folder watcher and SIGHUP ---------------------------------------------------------
 
-    async def _arm_watcher(self) -> None:
+    async def arm_watcher(self) -> None:
         """(Re)start the watcher over the inboxes now configured (not with --once: it scans)."""
         folders = [b.root for b in self.boxes]
         self.polling = needs_polling(self.settings.daemon.watch_mode, folders)
@@ -292,65 +291,6 @@ class Daemon:
         self._watcher = asyncio.create_task(supervisor.run(self._watch_stop))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(supervisor.started.wait(), 3.0)
-
-    async def _reloads(self) -> None:
-        while not self.state.stop.is_set():
-            await self._reload_wanted.wait()
-            self._reload_wanted.clear()
-            if not self.state.stop.is_set():
-                await self.reload()
-
-    async def reload(self) -> bool:
-        """Read the configuration again and take on what can change while running: inboxes
-        (the watcher re-armed), their profiles, the spend caps, the live daemon keys. What
-        cannot is logged and kept; a configuration that does not load changes nothing."""
-        log.info("SIGHUP: reloading the configuration")
-        self.notifier.reloading()
-        try:
-            new = await asyncio.to_thread(self.loader)
-            reloaded = live_settings(self.settings, new)
-            boxes = await asyncio.to_thread(check_reloadable, reloaded.settings)
-        except (VoxbatchError, OSError) as exc:
-            message = exc.message if isinstance(exc, VoxbatchError) else str(exc)
-            log.error("the configuration was not reloaded (keeping the old one): %s", message)
-            self.notifier.ready(await self.housekeeping.status_line())
-            return False
-        for name in reloaded.kept:
-            log.warning("%s changed: needs a restart, keeping the old value", name)
-        folders_before = [b.root for b in self.boxes]
-        self._apply(reloaded.settings, boxes)
-        if [b.root for b in boxes] != folders_before:
-            await self._arm_watcher()
-            self.intake.ask_rescan()
-        # Jobs held by a cap are looked at again now, not at their next recheck.
-        with contextlib.suppress(StoreError):
-            await self.db.run(queue.recheck_held, self.db, budget.BUDGET_WAIT_STAGE, writes=True)
-        self.state.wake.set()
-        log.info(
-            "configuration reloaded: %s",
-            ", ".join(reloaded.changed)
-            if reloaded.changed
-            else "nothing that applies live changed",
-        )
-        self.notifier.ready(await self.housekeeping.status_line())
-        return True
-
-    def _apply(self, settings: Settings, boxes: list[Inbox]) -> None:
-        """Every part reads its settings and the shared inbox list at each use."""
-        self.settings = settings
-        parts: tuple[_Configured, ...] = (
-            self.intake,
-            self.keys,
-            self.dispatcher,
-            self.dispatcher.admission,
-            self.dispatcher.filing,
-            self.housekeeping,
-            self.pipeline,
-            self.pipeline.stt,
-        )
-        for part in parts:
-            part.settings = settings
-        self.boxes[:] = boxes  # the list the intake, dispatcher and admission share
 
     def _report_left_queued(self) -> int:
         """Log what is left in the queue; the number of jobs waiting for a retry round."""
