@@ -217,3 +217,28 @@ def test_status_says_the_limit_and_why(tmp_path: Path) -> None:
     provider, detail = chores.provider_state()
     assert provider == "limited"
     assert detail.startswith("provider allows fewer sessions: running 2 of 4 (HTTP 429")
+
+
+@pytest.mark.media  # ffmpeg decodes the clips
+@pytest.mark.timeout(60)
+def test_a_provider_that_refuses_even_one_session_is_an_ordinary_failure(
+    isolated_env: Path, tmp_path: Path
+) -> None:
+    """A 429 with no other session open is a rate limit or an outage, not a cap on sessions:
+    it spends attempts (so rounds, the breaker and `run --once` end), never waits for ever."""
+    settings = Settings(
+        home=isolated_env,
+        daemon=DaemonSettings(concurrency=2, retry_attempts=2, retry_initial_s=0),
+    )
+    clip = tmp_path / "c.wav"
+    clip.write_bytes(wav_bytes(1))
+    provider = FewSessions(allowed=0)
+    with open_database(settings.db_path) as db:
+        pipeline = Pipeline.open(settings, db, transcriber=lambda: provider)
+        [outcome] = asyncio.run(
+            ProcessRun(pipeline).process_paths(
+                [clip], profile=settings.inbox[0], out_dir=isolated_env / "out"
+            )
+        )
+    assert outcome.state == "failed" and "429" in (outcome.error or "")
+    assert provider.refusals == 2  # one a retry attempt

@@ -187,13 +187,18 @@ class TranscriptionStage:
         self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
     ) -> StreamResult:
         """One attempt under the session limit. A session refused for the provider's limit
-        (nothing sent, nothing billed) is asked for again once the limit allows, without
-        spending the attempt: a 429 never fails a file."""
+        (nothing sent, nothing billed) while others are open is asked for again once the
+        limit allows, without spending the attempt: such a 429 never fails a file."""
         while True:
             async with self.sessions.slot() as slot:
                 try:
                     return await self._attempt(job_id, path, profile, duration, slot=slot)
                 except SessionLimitError as exc:
+                    if self.sessions.held <= 1:
+                        # Refused with no other session open: a rate limit or an outage, not
+                        # a cap on open sessions. An ordinary failure, so attempts, rounds
+                        # and the breaker apply and `run --once` ends.
+                        raise
                     wait = self.sessions.refused(exc.retry_after)
                     log.info("job %s: %s; asking again in %.1f s", job_id, exc, wait)
             await asyncio.sleep(wait)
