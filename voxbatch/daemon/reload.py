@@ -186,6 +186,7 @@ class Reloader:
         parts: tuple[_Configured, ...] = (
             d.intake,
             d.keys,
+            d.grown,
             d.dispatcher,
             d.dispatcher.admission,
             d.dispatcher.filing,

@@ -33,6 +33,7 @@ from voxbatch.daemon.filing import UNFILED, Filing
 from voxbatch.daemon.housekeeping import Housekeeping
 from voxbatch.daemon.keypause import KeyPause
 from voxbatch.daemon.notify import Notifier
+from voxbatch.daemon.regrowth import GrownOriginals
 from voxbatch.daemon.reload import Reloader
 from voxbatch.daemon.state import DaemonState
 from voxbatch.errors import StoreError
@@ -104,6 +105,7 @@ class Daemon:
             tick_s=self.tick_s,
         )
         self.keys = KeyPause(settings, db, pipeline, api_key=api_key, wake=state.wake_up)
+        self.grown = GrownOriginals(settings, db, ffmpeg=pipeline.ffmpeg, wake=state.wake_up)
         self.dispatcher = Dispatcher(
             settings,
             db,
@@ -240,6 +242,7 @@ class Daemon:
             asyncio.create_task(self._supervised("housekeeping", self.housekeeping.run)),
             asyncio.create_task(self._supervised("watchdog", self.housekeeping.watchdog)),
             asyncio.create_task(self._supervised("reload", self.reloader.run)),
+            asyncio.create_task(self._supervised("grown originals", self.grown.run)),
         ]
         self.notifier.ready(await self.housekeeping.status_line())
         try:

@@ -381,3 +381,45 @@ def requeue_changed(
     job.stage = None
     add_event(session, "changed", reason, job_id=job.id)
     set_state(session, job, JobState.queued, detail="again, for the whole file")
+
+
+def recently_done(session: Session, since: datetime) -> list[tuple[int, str, int, str]]:
+    """Done jobs filed since `since` whose original is in done/: id, path, size, hash."""
+    found = session.exec(
+        select(Job).where(
+            Job.state == JobState.done,
+            col(Job.finished_at) >= since,
+            col(Job.final_path).is_not(None),
+            col(Job.work_path).is_(None),
+        )
+    ).all()
+    return [
+        (job.id, job.final_path, job.size_bytes, job.content_sha256)
+        for job in found
+        if job.id is not None and job.final_path is not None
+    ]
+
+
+def reopen_grown(
+    session: Session,
+    job: Job,
+    reason: str,
+    *,
+    sha256: str,
+    size_bytes: int,
+    audio_seconds: float | None,
+) -> None:
+    """A done job whose original grew in done/: queued again for the whole file (its move
+    back to work/ is planned by the caller in the same transaction)."""
+    requeue_changed(
+        session,
+        job,
+        reason,
+        sha256=sha256,
+        size_bytes=size_bytes,
+        audio_seconds=audio_seconds,
+        not_before=utcnow(),
+    )
+    job.final_path = None
+    job.finished_at = None
+    session.add(job)
