@@ -194,7 +194,8 @@ def test_process_shares_the_limit_and_a_429_never_fails_a_file(
         assert pipeline.stt.sessions.limit == 2
     assert [o.state for o in outcomes] == ["done"] * 6, [o.error for o in outcomes]
     assert provider.peak == 2
-    assert 1 <= provider.refusals <= 2  # only until the limit came down
+    assert provider.refusals, "no session was refused: the limit was never exercised"
+    assert provider.refusals <= 4 - 2  # only until the limit came down (concurrency − allowed)
     assert len(provider.inner.requests) == 6
 
 
