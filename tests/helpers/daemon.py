@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -160,3 +162,18 @@ def check_invariants(home: Path, inputs: set[str], emu: Emulator) -> dict[str, i
 def assert_invariants(home: Path, inputs: set[str], emu: Emulator) -> None:
     figures = check_invariants(home, inputs, emu)
     assert figures == dict.fromkeys(figures, 0), figures
+
+
+def collect_notifications(sock: socket.socket) -> list[str]:
+    """What the daemon sends to its sd_notify socket, appended as it arrives (in a thread)."""
+    messages: list[str] = []
+
+    def receive() -> None:
+        while True:
+            try:
+                messages.append(sock.recv(4096).decode())
+            except OSError:
+                return
+
+    threading.Thread(target=receive, daemon=True).start()
+    return messages

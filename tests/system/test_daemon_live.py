@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from tests.helpers.daemon import (
     Daemon,
     assert_invariants,
+    collect_notifications,
     daemon_env,
     daemon_ready,
     originals,
@@ -262,17 +262,7 @@ def test_sd_notify_ready_status_stopping(
     emulator: Emulator, home: Path, spawn, notify_socket: tuple[socket.socket, str]
 ) -> None:
     sock, address = notify_socket
-    messages: list[str] = []
-
-    def receive() -> None:
-        while True:
-            try:
-                messages.append(sock.recv(4096).decode())
-            except OSError:
-                return
-
-    reader = threading.Thread(target=receive, daemon=True)
-    reader.start()
+    messages = collect_notifications(sock)
     env = daemon_env(emulator, home, NOTIFY_SOCKET=address, WATCHDOG_USEC="2000000")
     env["WATCHDOG_PID"] = ""
     daemon = spawn(env)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import daemon_env, daemon_ready, originals, rows, wait_until
+from tests.helpers.daemon import (
+    collect_notifications,
+    daemon_env,
+    daemon_ready,
+    originals,
+    rows,
+    wait_until,
+)
 from tests.helpers.media import wav_bytes
 
 pytestmark = pytest.mark.media  # they run ffmpeg
@@ -24,16 +30,7 @@ def test_sighup_mid_stream_reloads_and_the_job_finishes_once(
     make_emulator, home: Path, spawn, tmp_path: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
     sock, address = notify_socket
-    messages: list[str] = []
-
-    def receive() -> None:
-        while True:
-            try:
-                messages.append(sock.recv(4096).decode())
-            except OSError:
-                return
-
-    threading.Thread(target=receive, daemon=True).start()
+    messages = collect_notifications(sock)
     emu = make_emulator(speed=1.0)  # real time: the stream lasts seconds
     config = tmp_path / "voxbatch.toml"
     config.write_text("[budget]\ndaily_usd = 5\n")
