@@ -26,20 +26,25 @@ log = logging.getLogger(__name__)
 async def claimed_file_change(
     db: Database, job_id: int, path: Path, *, ffmpeg: str
 ) -> FileChangedError | None:
-    """The change, when the work file's size or content is not what the claim recorded."""
+    """The change, when the work file's size or content is not what the claim recorded. Only a
+    file whose size or mtime moved since the claim is hashed again."""
 
-    def claimed(session: Session) -> tuple[str | None, int, str]:
+    def claimed(session: Session) -> tuple[str | None, int, str, float]:
         job = session.get_one(Job, job_id)
-        return job.work_path, job.size_bytes, job.content_sha256
+        # The daemon's job is made at the claim: a write since then is a write after it.
+        return job.work_path, job.size_bytes, job.content_sha256, job.created_at.timestamp()
 
     try:
-        work_path, size, sha = await db.read_async(claimed)
+        work_path, size, sha, claimed_at = await db.read_async(claimed)
     except StoreError:
         return None  # unknown now: a finished transcription is never lost for this check
     if work_path is None or Path(work_path) != path:
         return None
     try:
-        now = os.stat(path).st_size
+        st = os.stat(path)
+        if st.st_size == size and st.st_mtime <= claimed_at:
+            return None  # untouched since the claim: no need to read it all again
+        now = st.st_size
         new_sha = await audio.file_sha256(path)
     except (OSError, VoxbatchError):
         return None  # gone or unreadable: the stages that read it say so
