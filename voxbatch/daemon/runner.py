@@ -289,7 +289,11 @@ class Daemon:
                 await old
         self._watch_stop = asyncio.Event()
         supervisor = Supervisor(
-            folders, polling=self.polling, hint=self.intake.hint, rescan=self.intake.ask_rescan
+            folders,
+            polling=self.polling,
+            hint=self.intake.hint,
+            rescan=self.intake.ask_rescan,
+            shared=frozenset(b.root for b in self.boxes if b.profile.shared),
         )
         self._watcher = asyncio.create_task(supervisor.run(self._watch_stop))
         with contextlib.suppress(TimeoutError):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import watchfiles
 
+from voxbatch.ingest.folders import PRIVATE_DIR, SHARED_DROP_DIR, make_folder
+
 log = logging.getLogger(__name__)
 
 # (st_dev, st_ino) of a folder, None while it is missing.
@@ -74,8 +76,10 @@ class Supervisor:
         hint: Callable[[bytes], None],
         rescan: Callable[[], None],
         poll_delay_ms: int = 500,
+        shared: frozenset[Path] = frozenset(),
     ) -> None:
         self.folders = list(folders)
+        self.shared = shared  # inboxes shared with the group: their .incoming is 2770 too
         self.polling = polling
         self.hint = hint
         self.rescan = rescan
@@ -161,7 +165,9 @@ class Supervisor:
                 )
                 continue
             with contextlib.suppress(OSError):  # as start-up makes it (ingest.folders.prepare)
-                (folder / ".incoming").mkdir(mode=0o700, exist_ok=True)
+                shared = folder in self.shared
+                mode = SHARED_DROP_DIR if shared else PRIVATE_DIR
+                make_folder(folder / ".incoming", mode, enforce=shared)
             what = "is there again" if was is None else "was replaced by a new folder"
             log.warning("the inbox %s %s; watching it again", folder, what)
         if changed:
