@@ -32,7 +32,7 @@ def test_fewer_sessions_than_concurrency_lowers_the_limit_and_fails_nothing(
         VOXBATCH_DAEMON__STABLE_SECONDS="0.2",
         VOXBATCH_DAEMON__CONCURRENCY="4",
         # Strict retry settings: a 429 that used up attempts or rounds would fail files.
-        VOXBATCH_DAEMON__RETRY_ATTEMPTS="2",
+        VOXBATCH_DAEMON__RETRY_ATTEMPTS="1",
         VOXBATCH_DAEMON__MAX_REQUEUES="1",
         VOXBATCH_DAEMON__REQUEUE_DELAY_S="0",
     )
@@ -57,4 +57,6 @@ def test_fewer_sessions_than_concurrency_lowers_the_limit_and_fails_nothing(
     assert all(float(cost) == 0 and not estimated for cost, estimated, _ in refused_rows)
     assert rows(isolated_env, "SELECT MAX(requeues) FROM job") == [(0,)]
     assert "provider allows fewer sessions" in result.stderr
+    # Down to what the provider takes, not below it.
+    assert "running 2 of 4" in result.stderr and "running 1 of 4" not in result.stderr
     assert_invariants(isolated_env, names, emu)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from voxbatch.config import ModelPrice, PriceTable
+from voxbatch.config import ModelPrice, PriceTable, Settings
 from voxbatch.errors import ConfigError
 
 MILLION = Decimal(1_000_000)
@@ -60,6 +60,15 @@ def tts_charge(prices: PriceTable, model: str, characters: int) -> Charge:
     if rate is None:
         raise ConfigError(f"price table entry {model!r} has no per_million_chars")
     return Charge(Decimal(characters) * rate / MILLION, _basis(prices, model, f"${rate}/M chars"))
+
+
+def check_prices(settings: Settings) -> None:
+    """ConfigError unless every model the settings may pay for has a price (one without
+    would be noticed only after paying for it)."""
+    stt_charge(settings.prices, settings.mistral.transcription_model, 0)
+    if any(p.summary for p in settings.inbox):
+        chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
+        tts_charge(settings.prices, settings.mistral.tts_model, 0)
 
 
 def format_usd(amount: Decimal) -> str:

@@ -99,8 +99,7 @@ class Dispatcher:
         if self.db.health.fault is not None:
             return False  # a claim is a write: wait until the store takes writes again
         # The provider may allow fewer sessions than configured: claim no more than it takes.
-        sessions = self.pipeline.stt.sessions.limit
-        limit = min(self.settings.daemon.concurrency, sessions) if self.key_verified else 1
+        limit = self.pipeline.stt.sessions.limit if self.key_verified else 1  # ≤ concurrency
         if len(self.state.running) >= limit:
             return False
         return self.breaker.allow()

@@ -101,7 +101,18 @@ class GrownOriginals:
         if dst is None:
             return
         log.warning("job %s: %s", job_id, reason)
-        await asyncio.to_thread(move, path, dst)
+        try:
+            await asyncio.to_thread(move, path, dst)
+        except OSError as exc:
+            # Planned and recorded: the next start finishes the move (as filing does).
+            log.error(
+                "job %s: cannot move its original back to %s (%s); it is moved when voxbatch "
+                "starts again",
+                job_id,
+                dst,
+                exc.strerror,
+            )
+            return
         # The move is made and planned: if the store refuses this, the next start records it.
         with contextlib.suppress(StoreError):
             await self.db.run(queue.settle_move, self.db, job_id, dst, writes=True)

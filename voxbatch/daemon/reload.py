@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from voxbatch.accounting import budget
-from voxbatch.accounting.prices import chat_charge, tts_charge
+from voxbatch.accounting.prices import check_prices
 from voxbatch.config import Settings
 from voxbatch.errors import StoreError, VoxbatchError
 from voxbatch.ingest.folders import Inbox, prepare
@@ -117,10 +117,7 @@ def _differences(name: str, before: Any, after: Any) -> list[str]:
 def check_reloadable(settings: Settings) -> list[Inbox]:
     """The inboxes of `settings`, their folders made; a VoxbatchError when they cannot run
     (overlapping folders, a summary profile whose models have no price)."""
-    if any(p.summary for p in settings.inbox):
-        # The same refusal as at start: a model without a price is noticed before paying.
-        chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
-        tts_charge(settings.prices, settings.mistral.tts_model, 0)
+    check_prices(settings)  # the same refusal as at start
     return prepare(settings)
 
 

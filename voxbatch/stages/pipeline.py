@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from voxbatch.accounting.paid_calls import settle_abandoned_calls
-from voxbatch.accounting.prices import chat_charge, stt_charge, tts_charge
+from voxbatch.accounting.prices import check_prices
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
     ErrorCode,
@@ -81,10 +81,7 @@ class Pipeline:
         """Find ffmpeg and check that every model the run may pay for has a price (one
         without would be noticed only after paying for it): ConfigError says what is wrong."""
         ffmpeg = find_ffmpeg(settings.ffmpeg)
-        stt_charge(settings.prices, settings.mistral.transcription_model, 0)
-        if any(p.summary for p in settings.inbox):
-            chat_charge(settings.prices, settings.mistral.chat_model, 0, 0)
-            tts_charge(settings.prices, settings.mistral.tts_model, 0)
+        check_prices(settings)
         return cls(
             settings, db, ffmpeg=ffmpeg, transcriber=transcriber, reporter=reporter, owner=owner
         )
