@@ -26,6 +26,7 @@ from voxbatch.config.schema import (
     MistralSettings,
     ModelPrice,
     OutputFormat,
+    PartSettings,
     PriceTable,
     Settings,
 )
@@ -96,6 +97,7 @@ _ENV_SECTIONS: dict[str, type[BaseModel]] = {
     "mistral": MistralSettings,
     "daemon": DaemonSettings,
     "budget": BudgetSettings,
+    "parts": PartSettings,
 }
 _TOP_LEVEL = {"home", "database", "ffmpeg", "log_level"}
 
@@ -260,6 +262,7 @@ __all__ = [
     "MistralSettings",
     "ModelPrice",
     "OutputFormat",
+    "PartSettings",
     "PriceTable",
     "Settings",
     "default_home",

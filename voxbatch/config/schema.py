@@ -47,6 +47,9 @@ class MistralSettings(_Strict):
     chat_chars_per_token: float = Field(default=3.0, gt=0.5, le=10)
     # Most tokens the chat model may answer with, per part and for the combined summary.
     summary_max_tokens: int = Field(default=1_024, ge=16)
+    # permessage-deflate on the realtime websocket: base64 PCM shrinks by about a quarter for
+    # several times the CPU of the whole send path. Off unless bandwidth is scarce.
+    websocket_compression: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -113,6 +116,8 @@ class InboxProfile(_Strict):
     subtitle_lines: int = Field(default=2, ge=1, le=5)
     subtitle_cue_seconds: float = Field(default=7.0, ge=1, le=60)
     recursive: bool = True
+    # Long files in parallel parts ([parts]); false streams every file in one session.
+    parts: bool = True
     summary: bool = False
     summary_prompt: str = "Summarise this transcript in five sentences."
     voice_id: str = ""
@@ -143,6 +148,25 @@ class InboxProfile(_Strict):
         return self
 
 
+class PartSettings(_Strict):
+    """A file longer than `min_seconds` is cut at silences into parts streamed in parallel
+    sessions (SPEC: max(ceil(d / max), min(sessions free, floor(d / min))) parts of about
+    equal length); no part is longer than `max_seconds` nor the model's session window."""
+
+    min_seconds: float = Field(default=600.0, ge=5)
+    max_seconds: float = Field(default=1800.0, ge=5)
+    # A cut goes in the middle of the longest silence (quieter than `silence_db` for at least
+    # `silence_seconds`) near its ideal place; none there: it is cut at the ideal place.
+    silence_db: float = Field(default=-35.0, le=0)
+    silence_seconds: float = Field(default=0.4, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _order(self) -> PartSettings:
+        if self.min_seconds > self.max_seconds:
+            raise ValueError("min_seconds must not exceed max_seconds")
+        return self
+
+
 class BudgetSettings(_Strict):
     daily_usd: Decimal = Field(default=Decimal(0), ge=0)
     monthly_usd: Decimal = Field(default=Decimal(0), ge=0)
@@ -153,6 +177,8 @@ class ModelPrice(_Strict):
     per_million_chars: Decimal | None = Field(default=None, ge=0)
     per_million_input_tokens: Decimal | None = Field(default=None, ge=0)
     per_million_output_tokens: Decimal | None = Field(default=None, ge=0)
+    # Realtime models: the most audio one session may take (its context window).
+    session_window_seconds: float | None = Field(default=None, gt=0)
 
 
 class PriceTable(_Strict):
@@ -197,6 +223,7 @@ class Settings(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     inbox: tuple[InboxProfile, ...] = (InboxProfile(),)
     budget: BudgetSettings = BudgetSettings()
+    parts: PartSettings = PartSettings()
     prices: PriceTable = PriceTable.model_validate(DEFAULT_PRICES)
     # Where the settings came from, for `config show` and error messages.
     config_file: Path | None = None
