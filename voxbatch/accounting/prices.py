@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -74,3 +76,21 @@ def check_prices(settings: Settings) -> None:
 def format_usd(amount: Decimal) -> str:
     """Six decimals: the micro-dollar is the unit people reconcile against."""
     return f"${amount.quantize(Decimal('0.000001'))}"
+
+
+# Tokens a context_bias item may take of a session's window: a word or two of a few tokens
+# each, plus separators (conservative: items are at most a few dozen characters).
+BIAS_TOKENS_PER_CHAR = 0.5
+AUDIO_TOKEN_S = 0.08  # an audio token is 80 ms (Voxtral 3)
+
+
+def session_window_seconds(
+    prices: PriceTable, model: str, context_bias: Sequence[str] = ()
+) -> float | None:
+    """The most audio one realtime session of `model` may take with this bias list (None:
+    the table does not know its window)."""
+    entry = prices.models.get(model)
+    if entry is None or entry.session_window_seconds is None:
+        return None
+    bias_tokens = sum(2 + math.ceil(len(item) * BIAS_TOKENS_PER_CHAR) for item in context_bias)
+    return max(0.0, entry.session_window_seconds - bias_tokens * AUDIO_TOKEN_S)

@@ -285,21 +285,29 @@ async def stream_pcm(
             raise _timeout_error("converting", timeout_s or 0) from None
     problem = stderr.last_error(path)
     if code != 0:
-        reason = _failure_reason(stderr, None, path) if produced == 0 else problem
-        raise ConversionError(
-            f"ffmpeg failed (exit status {code}) after {pcm_seconds(produced):.1f} s of audio: "
-            + (reason or "no message"),
-            hint="the file is probably damaged; re-export or re-record it",
-        )
+        raise decoding_failure(stderr, path, code, produced)
     if expected_seconds is None and (info := parse_input_dump(stderr.head, path)) is not None:
         expected_seconds = info.trusted_duration
     if expected_seconds is not None:
-        _check_complete(pcm_seconds(produced), expected_seconds)
+        check_complete(pcm_seconds(produced), expected_seconds)
     if problem:
         log.warning("ffmpeg recovered from decoding errors in %s: %s", path.name, problem)
 
 
-def _check_complete(got: float, expected: float) -> None:
+def decoding_failure(
+    stderr: StderrCapture, path: Path, code: int, produced: int
+) -> ConversionError:
+    """ffmpeg exited `code` after `produced` bytes of PCM: why, for a user's eyes."""
+    problem = stderr.last_error(path)
+    reason = _failure_reason(stderr, None, path) if produced == 0 else problem
+    return ConversionError(
+        f"ffmpeg failed (exit status {code}) after {pcm_seconds(produced):.1f} s of audio: "
+        + (reason or "no message"),
+        hint="the file is probably damaged; re-export or re-record it",
+    )
+
+
+def check_complete(got: float, expected: float) -> None:
     if got < expected - max(1.0, 0.002 * expected):
         raise ConversionError(
             f"the audio stops at {got:.1f} s but the file declares {expected:.1f} s: "

@@ -110,9 +110,18 @@ def _input_node() -> ffmpeg_args.nodes.FilterableStream:
     )
 
 
-def pcm_args(ffmpeg: str, path: Path, *, sample_rate: int, max_seconds: float | None) -> list[str]:
+def pcm_args(
+    ffmpeg: str,
+    path: Path,
+    *,
+    sample_rate: int,
+    max_seconds: float | None,
+    audio_filter: str | None = None,
+) -> list[str]:
     """Argument list decoding the first audio stream to raw s16le mono on stdout."""
     extra: dict[str, object] = {"t": max_seconds} if max_seconds is not None else {}
+    if audio_filter is not None:
+        extra["af"] = audio_filter
     out = ffmpeg_args.output(
         _input_node()["a:0"],  # compiles to -map 0:a:0: the first audio stream only
         "pipe:1",

@@ -66,6 +66,8 @@ class StreamProgress:
     # Told how far into the audio the server has transcribed (each segment's end, seconds):
     # what a progress bar should show, since audio sent is far ahead of audio heard.
     on_heard: Callable[[float], None] | None = None
+    # Told each segment as it arrives (a part records them, to resume after the last one).
+    on_segment: Callable[[TimedText], None] | None = None
 
     @property
     def seconds_sent(self) -> float:
@@ -255,6 +257,7 @@ class RealtimeTranscriber:
                     waiting, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
                 )
                 if sender in done and sender.exception() is not None:
+                    _hand_over_heard(getter, events, progress)
                     raise sender_error(sender.exception())
                 if deadline is not None and time.monotonic() > deadline:
                     raise StreamIncompleteError(
@@ -292,7 +295,10 @@ class RealtimeTranscriber:
                 elif isinstance(event, TranscriptionStreamLanguage):
                     language = event.audio_language or language
                 elif isinstance(event, TranscriptionStreamSegmentDelta):
-                    segments.append(TimedText(event.start, event.end, event.text, _speaker(event)))
+                    segment = TimedText(event.start, event.end, event.text, _speaker(event))
+                    segments.append(segment)
+                    if progress.on_segment is not None:
+                        progress.on_segment(segment)
                     if progress.on_heard is not None and event.end is not None:
                         progress.on_heard(event.end)
                 elif isinstance(event, UnknownRealtimeEvent) and event.type in (
@@ -345,6 +351,19 @@ class _Liveness:
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last
+
+
+def _hand_over_heard(
+    getter: asyncio.Future[object], events: asyncio.Queue[object], progress: StreamProgress
+) -> None:
+    """Sending failed (the connection dropped): segments already received still count, so
+    that a part resumes after the last of them."""
+    received = [getter.result()] if getter.done() and not getter.cancelled() else []
+    while not events.empty():
+        received.append(events.get_nowait())
+    for event in received:
+        if isinstance(event, TranscriptionStreamSegmentDelta) and progress.on_segment is not None:
+            progress.on_segment(TimedText(event.start, event.end, event.text, _speaker(event)))
 
 
 def _speaker(event: object) -> str | None:

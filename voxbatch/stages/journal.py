@@ -22,7 +22,7 @@ from voxbatch.accounting.paid_calls import Settlement, settle_call
 from voxbatch.documents import TimedText
 from voxbatch.errors import display_path
 from voxbatch.stages.publish import atomic_write
-from voxbatch.store import jobs, transcripts
+from voxbatch.store import jobs, parts, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import ApiCall, Job, JobState
 
@@ -42,6 +42,9 @@ class FinishedTranscription:
     segments: tuple[TimedText, ...]
     settlement: Settlement
     detail: str  # for the job's history
+    # A part's session: its part, and where in the file the session started.
+    part_id: int | None = None
+    from_s: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
@@ -73,6 +76,17 @@ def record(session: Session, entry: FinishedTranscription, *, advance: bool = Tr
     """The transcript, and (`advance`) the job on to publishing. Another worker may have
     bought the same audio meanwhile: the first transcript is kept (this call was paid all
     the same)."""
+    if entry.part_id is not None:
+        parts.finish(
+            session,
+            entry.part_id,
+            from_s=entry.from_s,
+            text=entry.text,
+            language=entry.language,
+            segments=entry.segments,
+        )
+        jobs.add_event(session, "part_done", entry.detail, job_id=entry.job_id)
+        return
     job = session.get_one(Job, entry.job_id)
     if transcripts.transcript_for(session, job) is None:
         transcripts.save_transcript(

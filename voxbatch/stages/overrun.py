@@ -55,13 +55,23 @@ class OverrunGuard:
 
     @classmethod
     async def start(
-        cls, db: Database, settings: Settings, profile: InboxProfile, job_id: int, call_id: int
+        cls,
+        db: Database,
+        settings: Settings,
+        profile: InboxProfile,
+        job_id: int,
+        call_id: int,
+        *,
+        estimated_s: float | None = None,
     ) -> OverrunGuard:
+        """`estimated_s`: what this stream should send (a part's stretch); by default the
+        job's recorded estimate."""
+
         def estimated(session: Session) -> float | None:
             recorded = calls.estimate_for(session, job_id)
             return recorded.audio_seconds if recorded is not None else None
 
-        seconds = await db.read_async(estimated)
+        seconds = estimated_s if estimated_s is not None else await db.read_async(estimated)
         return cls(db, settings, profile, job_id=job_id, call_id=call_id, estimated_seconds=seconds)
 
     async def before_send(self, seconds: float) -> None:

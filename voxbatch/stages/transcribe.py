@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from voxbatch.accounting.paid_calls import Settlement, close_call, open_call, unknown_call_cost
-from voxbatch.accounting.prices import stt_charge
+from voxbatch.accounting.prices import session_window_seconds, stt_charge
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.errors import (
     AuthError,
@@ -45,10 +45,13 @@ from voxbatch.providers.realtime import (
 from voxbatch.retries import provider_retrying
 from voxbatch.stages import journal
 from voxbatch.stages.changed import claimed_file_change
+from voxbatch.stages.cutting import CutPlan, max_part_seconds
 from voxbatch.stages.journal import FinishedTranscription
 from voxbatch.stages.overrun import OverrunGuard
+from voxbatch.stages.parted import PartedRun
 from voxbatch.stages.sessions import SessionLimit, SessionSlot
-from voxbatch.store import jobs
+from voxbatch.stages.targets import Target, WholeFile, shifted
+from voxbatch.store import jobs, parts
 from voxbatch.store.db import Database
 from voxbatch.store.models import CallKind, Job, JobState
 from voxbatch.store.queue import renew_leases
@@ -132,18 +135,47 @@ class TranscriptionStage:
             await self.db.write_through_faults(converting)
             info = await audio.probe_length(path, ffmpeg=self.ffmpeg)
 
-            def streaming(session: Session) -> None:
+            def streaming(session: Session) -> bool:
                 job = session.get_one(Job, job_id)
                 jobs.start_streaming(session, job, info.duration_seconds, _describe(info))
+                return bool(parts.parts_for(session, job_id))
 
-            await self.db.write_through_faults(streaming)
-            self.reporter.started(path, info.duration_seconds)
-            await self._transcribe_with_retries(job_id, path, profile, info.duration_seconds)
+            started_in_parts = await self.db.write_through_faults(streaming)
+            duration = info.duration_seconds
+            self.reporter.started(path, duration)
+            if started_in_parts or self._worth_parts(profile, duration):
+                assert duration is not None or started_in_parts
+                await PartedRun(self, job_id, path, profile, duration or 0.0).run()
+                return
+            target = WholeFile(
+                job_id,
+                path,
+                self.ffmpeg,
+                duration,
+                on_heard=functools.partial(self.reporter.transcribed, path),
+            )
+            await self.transcribe_with_retries(job_id, path, profile, target)
         except AuthError as exc:
             self._run.auth_error = exc
             raise
         finally:
             await stop_task(heartbeat)
+
+    def _worth_parts(self, profile: InboxProfile, duration: float | None) -> bool:
+        """Cut into parts: a file of known length that more than one part would serve."""
+        if not profile.parts or duration is None:
+            return False
+        return self.plan_for(profile, duration).length < duration
+
+    def plan_for(self, profile: InboxProfile, duration: float) -> CutPlan:
+        model = self.settings.mistral.transcription_model
+        window = session_window_seconds(self.settings.prices, model, profile.context_bias)
+        return CutPlan.for_file(
+            duration,
+            sessions_free=max(1, self.sessions.limit - self.sessions.held),
+            min_part=self.settings.parts.min_seconds,
+            max_part=max_part_seconds(self.settings.parts.max_seconds, window),
+        )
 
     async def raise_if_changed(self, job_id: int, path: Path) -> None:
         """FileChangedError when the daemon's claimed original changed since its claim."""
@@ -160,14 +192,15 @@ class TranscriptionStage:
                 await self.db.run(renew_leases, self.db, self._run.owner, [job_id], lease,
                                   writes=True)  # fmt: skip
 
-    async def _transcribe_with_retries(
-        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+    async def transcribe_with_retries(
+        self, job_id: int, path: Path, profile: InboxProfile, target: Target
     ) -> StreamResult:
         daemon = self.settings.daemon
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             detail = (
+                f"{target.label + ': ' if target.part_id is not None else ''}"
                 f"attempt {state.attempt_number} failed ({exc}); "
                 f"retrying in {state.upcoming_sleep:.1f} s"
             )
@@ -180,11 +213,11 @@ class TranscriptionStage:
             with attempt:
                 if self._run.auth_error is not None:
                     raise self._run.auth_error
-                return await self._attempt_in_slot(job_id, path, profile, duration)
+                return await self._attempt_in_slot(job_id, path, profile, target)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt_in_slot(
-        self, job_id: int, path: Path, profile: InboxProfile, duration: float | None
+        self, job_id: int, path: Path, profile: InboxProfile, target: Target
     ) -> StreamResult:
         """One attempt under the session limit. A session refused for the provider's limit
         (nothing sent, nothing billed) while others are open is asked for again once the
@@ -192,7 +225,7 @@ class TranscriptionStage:
         while True:
             async with self.sessions.slot() as slot:
                 try:
-                    return await self._attempt(job_id, path, profile, duration, slot=slot)
+                    return await self._attempt(job_id, path, profile, target, slot=slot)
                 except SessionLimitError as exc:
                     if self.sessions.held <= 1:
                         # Refused with no other session open: a rate limit or an outage, not
@@ -208,7 +241,7 @@ class TranscriptionStage:
         job_id: int,
         path: Path,
         profile: InboxProfile,
-        duration: float | None,
+        target: Target,
         *,
         slot: SessionSlot | None = None,
     ) -> StreamResult:
@@ -221,6 +254,8 @@ class TranscriptionStage:
         call_id = await open_call(
             self.db, job_id=job_id, kind=CallKind.stt, model=model, also=count_attempt
         )
+        from_s = await target.begin(self.db, call_id)
+        duration = target.duration_s
         options = StreamOptions(
             model=model,
             language=profile.language,
@@ -229,22 +264,18 @@ class TranscriptionStage:
             target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
             pace=self.settings.daemon.pace,
         )
+        heard = target.heard(self.db)
         progress = StreamProgress(
-            on_connected=self.on_connected,
-            on_heard=functools.partial(self.reporter.transcribed, path),
+            on_connected=self.on_connected, on_heard=None, on_segment=heard.segment
         )
-        live = _LiveText(self.db, job_id)
-        guard = await OverrunGuard.start(self.db, self.settings, profile, job_id, call_id)
-        flusher = asyncio.create_task(live.run())
+        guard = await OverrunGuard.start(
+            self.db, self.settings, profile, job_id, call_id, estimated_s=target.estimated_s
+        )
+        flusher = asyncio.create_task(heard.run())
         pcm = self._counted(
             path,
             guard,
-            audio.stream_pcm(
-                path,
-                ffmpeg=self.ffmpeg,
-                chunk_bytes=chunk_bytes_for(self.settings.daemon.pace),
-                timeout_s=_conversion_timeout(duration),
-            ),
+            target.pcm(chunk_bytes_for(self.settings.daemon.pace), _conversion_timeout(duration)),
         )
         if slot is not None:
             slot.watch(progress)  # the slot is held until the session is closed
@@ -253,11 +284,12 @@ class TranscriptionStage:
                 pcm,
                 options,
                 progress=progress,
-                on_delta=live.append,
+                on_delta=heard.delta,
                 deadline_s=_deadline(duration, self.settings.daemon.pace),
             )
         except BaseException as exc:
             await stop_task(flusher)
+            await heard.flush()  # what was heard up to the failure: where a part resumes
             error: BaseException = exc
             # What was sent may have been billed: the audio streamed so far, as an estimate
             # (none sent: nothing can have been billed, and nothing is estimated).
@@ -269,9 +301,7 @@ class TranscriptionStage:
                 _outcome(error),
                 replace(unknown, estimated=sent > 0, request_id=progress.request_id),
                 one_line(error, 500),
-                also=lambda session: jobs.add_event(
-                    session, "stream_failed", one_line(error), job_id=job_id
-                ),
+                also=functools.partial(_failed, target, job_id, one_line(error)),
                 stopping=error,
             )
             if isinstance(exc, VoxbatchError) and not isinstance(exc, AuthError):
@@ -285,10 +315,12 @@ class TranscriptionStage:
             call_id=call_id,
             job_id=job_id,
             model=result.model or model,
-            text=result.text,
+            text=target.text_of(result.text),
             language=result.language,
             audio_seconds=audio.pcm_seconds(result.bytes_sent),
-            segments=tuple(result.segments),
+            segments=shifted(result.segments, from_s),
+            part_id=target.part_id,
+            from_s=from_s,
             settlement=Settlement(
                 charge.cost_usd,
                 charge.price_basis,
@@ -333,31 +365,6 @@ class TranscriptionStage:
                 yield chunk
 
 
-class _LiveText:
-    """The deltas received so far, written to the job once a second for `tail --follow`."""
-
-    def __init__(self, db: Database, job_id: int, interval: float = 1.0) -> None:
-        self.db, self.job_id, self.interval = db, job_id, interval
-        self.parts: list[str] = []
-        self._written = -1
-
-    def append(self, text: str) -> None:
-        self.parts.append(text)
-
-    async def run(self) -> None:
-        while True:
-            if len(self.parts) != self._written:
-                written, text = len(self.parts), "".join(self.parts)
-
-                def save(session: Session, text: str = text) -> None:
-                    jobs.save_partial_text(session, self.job_id, text)
-
-                with contextlib.suppress(StoreError):  # best effort: the next second tries again
-                    await self.db.write_async(save)
-                    self._written = written
-            await asyncio.sleep(self.interval)
-
-
 async def stop_task(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -383,6 +390,11 @@ def _deadline(duration: float | None, pace: float) -> float | None:
         return None
     sending = duration / pace if pace > 0 else 0.0
     return sending + duration * 2 + 300
+
+
+def _failed(target: Target, job_id: int, why: str, session: Session) -> None:
+    jobs.add_event(session, "stream_failed", why, job_id=job_id)
+    target.failed(session)
 
 
 def _outcome(exc: BaseException) -> str:

@@ -302,11 +302,57 @@ m004_output_files = Migration(
     },
 )
 
+# Long files in parts (issue 10): each part's span and sessions, and the segments of unfinished
+# parts as they arrive, so that a part cut short resumes after its last one.
+m005_parts = Migration(
+    name="m005_parts",
+    sql={
+        "sqlite": (
+            """
+            CREATE TABLE part (
+                id INTEGER NOT NULL,
+                job_id INTEGER NOT NULL,
+                idx INTEGER NOT NULL,
+                start_s FLOAT NOT NULL,
+                end_s FLOAT,
+                state VARCHAR(20) NOT NULL,
+                sessions INTEGER NOT NULL,
+                call_id INTEGER,
+                session_from_s FLOAT,
+                live_text VARCHAR,
+                text VARCHAR,
+                language VARCHAR(16),
+                updated_at DATETIME NOT NULL,
+                PRIMARY KEY (id),
+                CONSTRAINT uq_part_idx UNIQUE (job_id, idx),
+                FOREIGN KEY (job_id) REFERENCES job (id),
+                FOREIGN KEY (call_id) REFERENCES api_call (id)
+            )
+            """,
+            "CREATE INDEX ix_part_job_id ON part (job_id)",
+            """
+            CREATE TABLE part_segment (
+                id INTEGER NOT NULL,
+                part_id INTEGER NOT NULL,
+                start FLOAT NOT NULL,
+                "end" FLOAT NOT NULL,
+                text VARCHAR NOT NULL,
+                speaker VARCHAR,
+                PRIMARY KEY (id),
+                FOREIGN KEY (part_id) REFERENCES part (id)
+            )
+            """,
+            "CREATE INDEX ix_part_segment_part_id ON part_segment (part_id)",
+        ),
+    },
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_daemon,
     m003_summaries,
     m004_output_files,
+    m005_parts,
 )
 
 

@@ -77,6 +77,12 @@ ACTIVE_STATES = (
 )
 
 
+class PartState(StrEnum):
+    pending = "pending"  # planned, no session yet (or its last one was cut short)
+    streaming = "streaming"
+    done = "done"
+
+
 class CallKind(StrEnum):
     stt = "stt"
     chat = "chat"
@@ -193,6 +199,48 @@ class Segment(SQLModel, table=True):
     part: int = 0
     start: float | None = None
     end: float | None = None
+    text: str
+    speaker: str | None = None
+
+
+class Part(SQLModel, table=True):
+    """One stretch of a long file, streamed in sessions of its own (SPEC "Parts").
+
+    Recorded when its start is known; its end once the audio past its cut has been decoded.
+    A part cut short resumes after its last recorded segment (`PartSegment`)."""
+
+    __tablename__ = "part"
+    __table_args__ = (sa.UniqueConstraint("job_id", "idx", name="uq_part_idx"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    idx: int
+    start_s: float
+    end_s: float | None = None
+    state: str = Field(default=PartState.pending, max_length=20)
+    sessions: int = 0
+    # Its latest session, and where in the file that session started.
+    call_id: int | None = Field(default=None, foreign_key="api_call.id")
+    session_from_s: float | None = None
+    # The latest session's text so far (for `tail`), then the part's whole text once done.
+    live_text: str | None = None
+    text: str | None = None
+    language: str | None = Field(default=None, max_length=16)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False)
+    )
+
+
+class PartSegment(SQLModel, table=True):
+    """A segment of an unfinished job's part, recorded as it arrives (seconds from the start of
+    the whole file); moved into `segment` when the job's transcript is assembled."""
+
+    __tablename__ = "part_segment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    part_id: int = Field(foreign_key="part.id", index=True)
+    start: float
+    end: float
     text: str
     speaker: str | None = None
 

@@ -23,7 +23,9 @@ def save_transcript(
     language: str | None,
     audio_seconds: float | None,
     segments: Sequence[TimedText],
+    part_of: Sequence[int] = (),
 ) -> Transcript:
+    """`part_of`: each segment's part, for a file transcribed in parts."""
     transcript = Transcript(
         job_id=job.id,  # type: ignore[arg-type]
         content_sha256=job.content_sha256,
@@ -39,6 +41,7 @@ def save_transcript(
             Segment(
                 transcript_id=transcript.id,  # type: ignore[arg-type]
                 idx=idx,
+                part=part_of[idx] if part_of else 0,
                 start=seg.start,
                 end=seg.end,
                 text=seg.text,
