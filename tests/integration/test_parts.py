@@ -13,6 +13,7 @@ from sqlmodel import select
 from tests.helpers.media import tone_bursts
 from voxbatch.config import InboxProfile, Settings
 from voxbatch.emulator import Emulator, EmulatorConfig, running_emulator
+from voxbatch.ops import reports
 from voxbatch.process import FileOutcome, ProcessRun
 from voxbatch.stages.pipeline import Pipeline
 from voxbatch.store import jobs, transcripts
@@ -113,7 +114,12 @@ def test_a_long_file_in_parallel_parts_reads_as_one_session(tmp_path: Path) -> N
     assert left == []  # moved into the transcript
     with db.read() as session:
         kinds = [e.kind for e in jobs.events_for(session, outcome.job_id)]
+        shown = reports.job_detail(session, session.get_one(Job, outcome.job_id))
     assert kinds.count("parts_planned") == 1 and kinds.count("part_done") == 4
+    # `show` lists the parts: their spans, states and sessions.
+    assert [(p["part"], p["state"], p["sessions"]) for p in shown["parts"]] == [
+        (n, "done", 1) for n in (1, 2, 3, 4)
+    ]
 
 
 def test_a_part_cut_short_resumes_after_its_last_recorded_segment(tmp_path: Path) -> None:

@@ -110,3 +110,25 @@ def test_how_far_the_server_has_transcribed_is_reported(tmp_path: Path) -> None:
         )
     assert heard == sorted(heard) and len(heard) == len(result.segments) >= 3
     assert heard[-1] == result.segments[-1].end and 4.0 < heard[-1] <= 6.0
+
+
+@pytest.mark.media
+def test_a_session_sends_no_further_than_its_window_past_what_it_heard(tmp_path: Path) -> None:
+    """What a session cut short had sent but not heard is bought again: `ahead_s` bounds it."""
+    clip = tmp_path / "talk.wav"
+    tone_bursts(clip, 40.0, off_s=0.6)
+    progress = StreamProgress()
+    ahead: list[float] = []
+
+    async def watched() -> AsyncGenerator[bytes, None]:
+        async for chunk in stream_pcm(clip, ffmpeg=find_ffmpeg(), chunk_bytes=32_000):
+            yield chunk
+            # Sent once the next chunk is asked for: how far it ran ahead of what was heard.
+            ahead.append(progress.seconds_sent - progress.heard_s)
+
+    options = StreamOptions(model=OPTIONS.model, ahead_s=5.0)
+    with running_emulator(EmulatorConfig(speed=20)) as emu:
+        result = asyncio.run(client(emu.base_url).transcribe(watched(), options, progress=progress))
+    assert result.billed_audio_seconds == 40
+    assert progress.heard_s > 38 and not progress.window_lifted
+    assert max(ahead) <= 5.0 + 1.0, ahead  # the window, plus the message in flight

@@ -29,7 +29,7 @@ from voxbatch.errors import StoreError, one_line
 from voxbatch.prompts import tokens_for
 from voxbatch.providers.http_errors import classify
 from voxbatch.retries import provider_retrying
-from voxbatch.store import calls, jobs, transcripts
+from voxbatch.store import calls, jobs, parts, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import (
     CallKind,
@@ -222,8 +222,8 @@ def unknown_call_cost(
 def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bool:
     """Close a dead worker's `started` calls; True if any was open (its result is unknown).
 
-    Nobody knows how far a call got: an stt call may have sent the whole file, a chat call
-    read the whole transcript."""
+    Nobody knows how far a call got: an stt call may have sent the whole file (or the whole
+    stretch of its part), a chat call read the whole transcript."""
     assert job.id is not None
     found = False
     for call in calls.calls_for(session, job.id):
@@ -234,11 +234,15 @@ def settle_abandoned_calls(session: Session, settings: Settings, job: Job) -> bo
         if call.kind == CallKind.chat:
             transcript = transcripts.transcript_for(session, job)
             read = len(transcript.text) if transcript else 0
+        # A part's session could have sent its own stretch at most, not the whole file.
+        span = parts.session_span(session, call.id, job)
         cost = unknown_call_cost(
             settings,
             call.kind,
             call.model,
-            audio_seconds=_seen_seconds(job.audio_seconds, call.audio_seconds),
+            audio_seconds=_seen_seconds(
+                job.audio_seconds if span is None else span, call.audio_seconds
+            ),
             input_chars=read,
         )
         settle_call(

@@ -104,7 +104,7 @@ def why(app: App, path: str, as_json: bool) -> None:
 def tail(app: App, job: str, follow: bool, interval: float) -> None:
     """The partial transcript of JOB while it is streaming (the final one once done)."""
     from voxbatch.store import jobs as store_jobs
-    from voxbatch.store import transcripts
+    from voxbatch.store import parts, transcripts
     from voxbatch.store.models import TERMINAL_STATES
 
     shown = 0
@@ -113,8 +113,15 @@ def tail(app: App, job: str, follow: bool, interval: float) -> None:
         with app.db.read() as session:
             found = store_jobs.resolve_job(session, job)
             transcript = transcripts.transcript_for(session, found)
-            text = transcript.text if transcript is not None else (found.partial_text or "")
+            assert found.id is not None
+            heard = None if transcript is not None else parts.heard_so_far(session, found.id)
+            if transcript is not None:
+                text = transcript.text
+            else:
+                text = heard.text if heard is not None else (found.partial_text or "")
             state, reason = found.state, found.wait_reason
+            if heard is not None and state == "streaming":
+                state = f"streaming: {heard.done} of {heard.parts} parts done"
             ended = transcript is not None or found.state in TERMINAL_STATES
         if len(text) > shown:
             click.echo(text[shown:], nl=False)

@@ -99,6 +99,9 @@ def show(app: App, job: str, as_json: bool) -> None:
     for n, path in enumerate(data["outputs"]):
         missing = "" if Path(path).exists() else "  (no longer there)"
         click.echo(f"{'outputs:' if n == 0 else '':<16}{path}{missing}")
+    if data["parts"]:
+        click.echo(f"\nParts ({len(data['parts'])}, cut at silences, streamed in parallel):")
+        click.echo(table(data["parts"], ["part", "start", "end", "state", "sessions", "last_call"]))
     transcript = data["transcript"]
     if transcript:
         click.echo(f"\nTranscript ({transcript['model']}, {len(transcript['segments'])} segments):")

@@ -159,6 +159,9 @@ class PartSettings(_Strict):
     # `silence_seconds`) near its ideal place; none there: it is cut at the ideal place.
     silence_db: float = Field(default=-35.0, le=0)
     silence_seconds: float = Field(default=0.4, gt=0, le=10)
+    # A part's session sends at most this far past the last segment it heard: what a session
+    # cut short (a kill, a drop) sent but had not heard back is bought again. 0: no limit.
+    ahead_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _order(self) -> PartSettings:

@@ -19,7 +19,7 @@ from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
 from voxbatch.names import note_name
-from voxbatch.store import jobs, transcripts
+from voxbatch.store import jobs, parts, transcripts
 from voxbatch.store.db import Database
 from voxbatch.store.models import (
     ACTIVE_STATES,
@@ -203,12 +203,14 @@ def recover_leases(db: Database, settings: Settings, owner: str) -> list[Reconci
 def _recover(session: Session, settings: Settings, job: Job) -> str:
     assert job.id is not None
     unknown = settle_abandoned_calls(session, settings, job)
-    # Buying it again costs what the unknown call may have cost: the whole file.
+    # Buying it again costs the whole file; in parts, only what the unfinished parts have
+    # left after their last recorded segments.
+    left = parts.remaining_seconds(session, job)
     redo = unknown_call_cost(
         settings,
         CallKind.stt,
         settings.mistral.transcription_model,
-        audio_seconds=job.audio_seconds,
+        audio_seconds=job.audio_seconds if left is None else left,
     ).cost_usd
     if (
         unknown

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from voxbatch.ops.status import original_now
 from voxbatch.store import calls as store_calls
 from voxbatch.store import jobs as store_jobs
-from voxbatch.store import outputs, summaries, transcripts
+from voxbatch.store import outputs, parts, summaries, transcripts
 from voxbatch.store.models import TERMINAL_STATES, ApiCall, CostEstimate, Job, Summary
 
 
@@ -107,6 +107,17 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
                 for s in transcripts.segments_for(session, transcript.id)
             ],
         }
+    data["parts"] = [
+        {
+            "part": part.idx + 1,
+            "start": part.start_s,
+            "end": part.end_s,
+            "state": part.state,
+            "sessions": part.sessions,
+            "last_call": part.call_id,
+        }
+        for part in parts.parts_for(session, job.id)
+    ]
     data["summaries"] = [
         summary_row(x) for x in summaries.summaries_for(session, job.content_sha256)
     ]

@@ -51,6 +51,9 @@ class StreamOptions:
     diarize: bool = False
     target_streaming_delay_ms: int | None = 480
     pace: float = 0.0  # 0 = as fast as the server reads; N = N x real time
+    # Send at most this many seconds past the end of the last segment heard (None: no limit):
+    # what a session cut short had sent but not heard is what must be bought again.
+    ahead_s: float | None = None
 
 
 @dataclass
@@ -68,6 +71,10 @@ class StreamProgress:
     on_heard: Callable[[float], None] | None = None
     # Told each segment as it arrives (a part records them, to resume after the last one).
     on_segment: Callable[[TimedText], None] | None = None
+    # The end of the last timed segment heard (seconds of this session's audio).
+    heard_s: float = 0.0
+    heard_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    window_lifted: bool = False  # the server gives no segment times: `ahead_s` cannot hold
 
     @property
     def seconds_sent(self) -> float:
@@ -225,6 +232,8 @@ class RealtimeTranscriber:
                     delay = due - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                if options.ahead_s is not None and not progress.window_lifted:
+                    await _within_window(progress, options.ahead_s, self._settings.idle_timeout_s)
                 await connection.send_audio(chunk)
                 progress.bytes_sent += len(chunk)
                 state.touch()
@@ -297,6 +306,9 @@ class RealtimeTranscriber:
                 elif isinstance(event, TranscriptionStreamSegmentDelta):
                     segment = TimedText(event.start, event.end, event.text, _speaker(event))
                     segments.append(segment)
+                    if event.end is not None and event.end > progress.heard_s:
+                        progress.heard_s = event.end
+                        progress.heard_changed.set()
                     if progress.on_segment is not None:
                         progress.on_segment(segment)
                     if progress.on_heard is not None and event.end is not None:
@@ -351,6 +363,20 @@ class _Liveness:
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last
+
+
+async def _within_window(progress: StreamProgress, ahead_s: float, idle_s: float) -> None:
+    """Wait until what was sent is within `ahead_s` of what was heard. A server that reports
+    no timed segment at all for half the idle timeout is not held to it (it cannot be)."""
+    while progress.seconds_sent - progress.heard_s >= ahead_s:
+        progress.heard_changed.clear()
+        try:
+            await asyncio.wait_for(progress.heard_changed.wait(), idle_s / 2)
+        except TimeoutError:
+            if progress.heard_s == 0:
+                progress.window_lifted = True  # no segment times from this server: send on
+                return
+            continue  # the receiver's own idle timeout decides about a silent server
 
 
 def _hand_over_heard(

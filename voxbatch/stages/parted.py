@@ -147,6 +147,7 @@ class PartedRun:
             horizon_s=span.start + self.plan.length - self.plan.reach,
             on_heard=lambda seconds: self._heard_in(span.idx, seconds),
             estimated_s=self.plan.max_part,
+            ahead_s=self.stage.settings.parts.ahead_seconds or None,
         )
         await self.stage.transcribe_with_retries(self.job_id, self.path, self.profile, target)
         span.done = True

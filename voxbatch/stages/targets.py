@@ -48,6 +48,11 @@ class Target(Protocol):
         """For the overrun guard (None: the job's recorded estimate)."""
         ...
 
+    @property
+    def ahead_s(self) -> float | None:
+        """How far the session may send past what it heard (None: no limit)."""
+        ...
+
     async def begin(self, db: Database, call_id: int) -> float:
         """The session `call_id` starts now: where in the file its audio starts."""
         ...
@@ -111,6 +116,7 @@ class WholeFile:
     part_id: int | None = None
     label: str = "the whole file"
     estimated_s: float | None = None
+    ahead_s: float | None = None
 
     async def begin(self, db: Database, call_id: int) -> float:
         return 0.0
@@ -147,6 +153,7 @@ class PartTarget:
     horizon_s: float  # read no further while the end is not known
     on_heard: Callable[[float], None] | None = None
     estimated_s: float | None = None
+    ahead_s: float | None = None
     _from_s: float = 0.0
     _earlier: str = ""
 

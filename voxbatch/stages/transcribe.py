@@ -263,6 +263,7 @@ class TranscriptionStage:
             diarize=profile.diarize,
             target_streaming_delay_ms=self.settings.mistral.target_streaming_delay_ms,
             pace=self.settings.daemon.pace,
+            ahead_s=target.ahead_s,
         )
         heard = target.heard(self.db)
         progress = StreamProgress(

@@ -7,6 +7,7 @@ drop, a drain) is resumed after the last one: only that stretch is bought again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -143,19 +144,32 @@ def forget_segments(session: Session, job_id: int) -> None:
     session.exec(delete(PartSegment).where(col(PartSegment.part_id).in_(ids)))
 
 
-def live_text(session: Session, job_id: int) -> str | None:
-    """The text heard so far across the parts, in order (None: the job has no parts)."""
-    parts = parts_for(session, job_id)
-    if not parts:
+@dataclass(frozen=True)
+class Heard:
+    text: str
+    parts: int
+    done: int
+
+
+def heard_so_far(session: Session, job_id: int) -> Heard | None:
+    """For `tail`: the text of the parts done in order from the first, then what the first
+    unfinished part has heard, so the text only grows; None: the job has no parts."""
+    rows = parts_for(session, job_id)
+    if not rows:
         return None
     pieces: list[str] = []
-    for part in parts:
-        if part.state == PartState.done:
-            pieces.append(part.text or "")
-            continue
-        heard = resume_point(session, part).heard_text
-        pieces.append(joined([heard, part.live_text or ""]))
-    return joined(pieces)
+    for part in rows:
+        if part.state != PartState.done:
+            # Earlier sessions' segments, then all the running session has said.
+            since = math.inf
+            if part.state == PartState.streaming and part.session_from_s is not None:
+                since = part.session_from_s
+            earlier = [r.text for r in _segments_of(session, part) if r.start < since]
+            pieces += [*earlier, part.live_text or ""]
+            break
+        pieces.append(part.text or "")
+    done = sum(p.state == PartState.done for p in rows)
+    return Heard(joined(pieces), len(rows), done)
 
 
 def remaining_seconds(session: Session, job: Job) -> float | None:
