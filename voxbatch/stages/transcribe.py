@@ -128,20 +128,26 @@ class TranscriptionStage:
         try:
             await self.raise_if_changed(job_id, path)
 
-            def converting(session: Session) -> None:
+            def converting(session: Session) -> float | None:
                 job = session.get_one(Job, job_id)
                 jobs.set_state(session, job, JobState.converting, stage="probe")
+                return job.audio_seconds
 
-            await self.db.write_through_faults(converting)
-            info = await audio.probe_length(path, ffmpeg=self.ffmpeg)
+            # The daemon's claim measured the file (its content is checked unchanged since):
+            # no second probe. `process` has not, and a file whose length is unknown either.
+            duration = await self.db.write_through_faults(converting)
+            if duration is None:
+                info = await audio.probe_length(path, ffmpeg=self.ffmpeg)
+                duration, described = info.duration_seconds, _describe(info)
+            else:
+                described = f"{duration:.1f} s, measured when it was claimed"
 
             def streaming(session: Session) -> bool:
                 job = session.get_one(Job, job_id)
-                jobs.start_streaming(session, job, info.duration_seconds, _describe(info))
+                jobs.start_streaming(session, job, duration, described)
                 return bool(parts.parts_for(session, job_id))
 
             started_in_parts = await self.db.write_through_faults(streaming)
-            duration = info.duration_seconds
             self.reporter.started(path, duration)
             if started_in_parts or self._worth_parts(profile, duration):
                 assert duration is not None or started_in_parts
