@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from voxbatch.config import Settings
+from voxbatch.daemon import recovery
 from voxbatch.documents import TimedText
+from voxbatch.media.spool import spool_path_for
 from voxbatch.stages.cutting import CutPlan, max_part_seconds, on_grid, part_count
 from voxbatch.store import calls, jobs, parts
 from voxbatch.store.db import Database, open_database
-from voxbatch.store.models import CallKind, Job
+from voxbatch.store.models import CallKind, Job, JobState
 
 
 @pytest.mark.parametrize(
@@ -97,3 +100,23 @@ def test_what_a_rerun_must_buy_again_is_what_the_parts_have_not_heard(db: Databa
         parts.cut_short(session, second)
         heard = parts.heard_so_far(session, job_id)
         assert heard is not None and heard.text == " zero one"  # after the cut: its segments
+
+
+def test_start_up_removes_the_spool_of_jobs_no_longer_running(db: Database, tmp_path: Path) -> None:
+    running, _ = job_in_parts(db)
+    with db.write() as session:
+        ended = jobs.create_job(
+            session, content_sha256="b" * 64, source_path="/x/b.wav", size_bytes=1, inbox=None,
+            output_dir=None, primary=None,
+        )  # fmt: skip
+        jobs.set_state(session, ended, JobState.done)
+        assert ended.id is not None
+        ended_id = ended.id
+    settings = Settings(home=tmp_path)
+    kept, gone = spool_path_for(tmp_path, running), spool_path_for(tmp_path, ended_id)
+    stray = kept.with_name("999.pcm")  # no such job
+    for path in (kept, gone, stray):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\0" * 64)
+    assert sorted(recovery.clear_spool(db, settings)) == sorted([gone, stray])
+    assert kept.exists() and not gone.exists()

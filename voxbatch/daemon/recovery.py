@@ -18,6 +18,7 @@ from voxbatch.config import Settings
 from voxbatch.errors import ErrorCode
 from voxbatch.ingest.folders import free_destination, move, write_note
 from voxbatch.ingest.scan import signature
+from voxbatch.media.spool import spool_path_for
 from voxbatch.names import note_name
 from voxbatch.store import jobs, parts, transcripts
 from voxbatch.store.db import Database
@@ -137,6 +138,21 @@ def set_aside_orphans(db: Database, settings: Settings) -> list[tuple[Path, Path
         move(src, dst)
         moved.append((src, dst))
     return moved
+
+
+def clear_spool(db: Database, settings: Settings) -> list[Path]:
+    """Remove the decoded audio of long files whose jobs no longer run (a `kill -9` leaves it;
+    a rerun decodes again). The files removed."""
+    folder = spool_path_for(settings.home, 0).parent
+    found = sorted(folder.glob("*.pcm")) if folder.is_dir() else []
+    removed: list[Path] = []
+    with db.read() as session:
+        for path in found:
+            job = session.get(Job, int(path.stem)) if path.stem.isdigit() else None
+            if job is None or job.state not in ACTIVE_STATES:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _content_is(path: Path, sha: str) -> bool:

@@ -225,6 +225,8 @@ class Daemon:
         orphans = recovery.set_aside_orphans
         for src, dst in await db.run(orphans, db, self.settings):
             log.warning("%s: no job knows this claimed original; set aside in %s", src, dst)
+        for path in await db.run(recovery.clear_spool, db, self.settings):
+            log.info("removed %s: the decoded audio of a job no longer running", path)
         await self.housekeeping.recover()
         await db.run(queue.recheck_held, db, budget.BUDGET_WAIT_STAGE, writes=True)
         await self.arm_watcher()
