@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.monotonic() - started, 1),
     }
     report.write_json(args.out, rows, described, options)
-    print(report.markdown_table(rows, described) if args.markdown else report.text_table(rows))
+    print(
+        report.markdown_table(rows, described, quick=args.quick)
+        if args.markdown
+        else report.text_table(rows)
+    )
     ctx.say(f"results: {args.out}")
     return 1 if failed else 0
 

@@ -47,7 +47,7 @@ def describe(ffmpeg: str) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "memory_gb": _memory_gb(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "ffmpeg": " ".join(_first_line([ffmpeg, "-hide_banner", "-version"]).split()[:3]),
+        "ffmpeg": " ".join(_first_line([ffmpeg, "-hide_banner", "-version"]).split()[:3:2]),
         "ffmpeg_path": ffmpeg,
         "python": platform.python_version(),
         "commit": commit,

@@ -72,7 +72,7 @@ def _cells(row: Row) -> list[str]:
     return [name, _number(row.figure, row.unit), baseline, ratio, target or "—", met, rss]
 
 
-HEADER = ["case", "voxbatch", "baseline (same run)", "ratio", "target", "", "peak RSS"]
+HEADER = ["case", "voxbatch", "baseline (same run)", "ratio", "target", "met", "peak RSS"]
 
 
 def text_table(rows: list[Row]) -> str:
@@ -83,17 +83,23 @@ def text_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[Row], machine: dict[str, Any]) -> str:
+RSS_NOTE = (
+    "Peak RSS: the voxbatch process's own high-water mark (VmHWM); in brackets, voxbatch and "
+    "its ffmpegs together (their VmRSS summed, sampled every 50 ms)."
+)
+
+
+def markdown_table(rows: list[Row], machine: dict[str, Any], *, quick: bool = False) -> str:
     lines = [
         f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gb']} GB; "
         f"{machine['ffmpeg']}; Python {machine['python']}; voxbatch {machine['commit']}; "
-        f"{machine['date']}.",
+        f"{machine['date']}." + (" `--quick`: short files, a smoke run." if quick else ""),
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", RSS_NOTE])
 
 
 def write_json(
