@@ -71,7 +71,8 @@ class Home:
         return measure.Child(self.command(*args), self.env(), log=self.log(log))
 
     def log(self, name: str) -> Path:
-        return self.root / f"{name}.log"
+        """Beside the home, not in it: the home holds only what voxbatch made."""
+        return self.root.parent / f"{name}.log"
 
     def query(self, *args: str) -> Any:
         """A voxbatch listing command's --json answer."""
