@@ -47,6 +47,11 @@ def test_a_cut_goes_in_the_longest_silence_near_its_place_on_the_token_grid() ->
     assert (
         cut == on_grid((603.03 + 605.0) / 2) and cut is not None and round(cut / 0.08, 6) % 1 == 0
     )
+    # Far from the file's expected end, a cut is decided once its silences are known, so the
+    # next part starts sooner; near it, only once it is clear the file goes on.
+    known = CutPlan(length=600, max_part=1800, expected_s=7200)
+    assert known.next_cut(0, silences, decoded=640, ended=False) == cut
+    assert known.next_cut(6000, [], decoded=6640, ended=False) is None
     # No silence within reach: cut at the place itself.
     assert plan.next_cut(0, [(100.0, 200.0)], decoded=900, ended=False) == 600
     # At the end of the file the rest is the last part, unless it would be too long.

@@ -44,6 +44,7 @@ def max_part_seconds(configured: float, window_s: float | None) -> float:
 class CutPlan:
     length: float  # the ideal part length
     max_part: float  # the hard limit
+    expected_s: float | None = None  # the file's measured length, if known
 
     @classmethod
     def for_file(
@@ -54,17 +55,18 @@ class CutPlan:
         count = part_count(
             duration, sessions_free=sessions_free, min_part=min_part, max_part=usable
         )
-        return cls(length=duration / count, max_part=max_part)
+        return cls(length=duration / count, max_part=max_part, expected_s=duration)
 
     @property
     def reach(self) -> float:
         return min(MAX_REACH_S, self.length * REACH_FRACTION)
 
-    @property
-    def lookahead(self) -> float:
-        """Audio decoded past a cut's ideal place before it is decided: its silences are
-        known, and a cut this close to the end of the file is not made at all."""
-        return max(self.reach, self.length / 2)
+    def lookahead(self, ideal: float) -> float:
+        """Audio decoded past a cut's ideal place before it is decided: its silences within
+        reach are known; and near the file's expected end, whether the file ends within half
+        a part (then the rest is the last part: no cut)."""
+        near_end = self.expected_s is None or ideal + self.length > self.expected_s - self.reach
+        return max(self.reach, self.length / 2) if near_end else self.reach
 
     def next_cut(
         self, previous: float, silences: Sequence[Silence], *, decoded: float, ended: bool
@@ -72,10 +74,13 @@ class CutPlan:
         """The cut after `previous`, or None when it cannot be decided yet (or, once the
         decoding `ended`, when the rest of the file is the last part)."""
         ideal = previous + self.length
+        ahead = self.lookahead(ideal)
         if ended:
-            if decoded - previous <= self.max_part and decoded < ideal + self.lookahead:
+            if decoded - previous <= self.max_part and decoded < ideal + max(
+                ahead, self.length / 2
+            ):
                 return None
-        elif decoded < ideal + self.lookahead:
+        elif decoded < ideal + ahead:
             return None
         low, high = ideal - self.reach, min(ideal + self.reach, previous + self.max_part)
         cut = _in_silence(silences, low, high) or min(ideal, previous + self.max_part)

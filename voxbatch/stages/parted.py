@@ -116,7 +116,8 @@ class PartedRun:
             decoded, ended = spool.decoded_seconds, spool.ended
             cut = plan.next_cut(last.start, spool.silences(), decoded=decoded, ended=ended)
             if cut is None and not ended:
-                await spool.wait_for_seconds(last.start + plan.length + plan.lookahead)
+                ideal = last.start + plan.length
+                await spool.wait_for_seconds(ideal + plan.lookahead(ideal))
                 continue
             end = decoded if cut is None else cut
 
